@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cost.h"
 #include "dp.h"
 
 namespace py = pybind11;
@@ -165,12 +166,44 @@ void def_all(py::module_& m, Device dev) {
   def_median(m, dev);
 }
 
+void def_euler_costs(py::module_& m) {
+  auto body = [](uintptr_t x, uintptr_t v, uintptr_t targets, uintptr_t row_sample, uintptr_t row_grid,
+                 uintptr_t s, int64_t R, int64_t D, int64_t J, int64_t S, int64_t B, int norm, uintptr_t out) {
+    check_size("R", R, 0);
+    check_size("D", D, 1);
+    check_size("J", J, 1);
+    check_size("S", S, 2);
+    if (J > S) fail("J (targets) must be <= S (grid length)");
+    check_size("B", B, 1);
+    if (norm != 1 && norm != 2) fail("norm must be 1 or 2, got " + std::to_string(norm));
+    const Device dev = Device::kCpu;
+    auto xp = address<const float>("x", x, R * D, dev);
+    auto vp = address<const float>("v", v, R * D, dev);
+    auto tp = address<const float>("targets", targets, J * B * D, dev);
+    auto sample = address<const int64_t>("row_sample", row_sample, R, dev);
+    auto grid = address<const int64_t>("row_grid", row_grid, R, dev);
+    auto sp = address<const double>("s", s, S, dev);
+    auto op = address<double>("out", out, R * J, dev);
+    for (int64_t r = 0; r < R; ++r) {
+      if (sample[r] < 0 || sample[r] >= B) fail("row_sample values must lie in [0, B)");
+      if (grid[r] < 1 || grid[r] >= S) fail("row_grid values must lie in [1, S)");
+    }
+    py::gil_scoped_release release;
+    oss_fast::cpu::euler_costs_f32(xp, vp, tp, sample, grid, sp, R, D, J, S, B, norm, op);
+  };
+  m.def("euler_costs_f32", body, py::arg("x"), py::arg("v"), py::arg("targets"), py::arg("row_sample"),
+        py::arg("row_grid"), py::arg("s"), py::arg("R"), py::arg("D"), py::arg("J"), py::arg("S"), py::arg("B"),
+        py::arg("norm"), py::arg("out"),
+        "Fused Euler-jump costs [R, J] of float32 rows x, v [R, D] against targets [J, B, D].");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "oss_fast pathfinding core (C++ with an optional CUDA twin)";
   py::module_ cpu = m.def_submodule("cpu", "CPU implementations");
   def_all(cpu, Device::kCpu);
+  def_euler_costs(cpu);
 #if OSS_FAST_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA twins (device pointers, explicit stream)");
   def_all(cuda, Device::kCuda);

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from . import _C
+from .api import SearchResult, sample, search
+from .dropin import cal_medium, infer_OSS, search_OSS, search_OSS_batch, search_OSS_video
+from .engine.search import SearchStats
 
 __version__ = _C.build_info()["version"]
 
@@ -27,4 +30,5 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["build_info", "__version__"]
+__all__ = ["build_info", "search", "sample", "SearchResult", "SearchStats", "search_OSS", "search_OSS_batch",
+           "search_OSS_video", "infer_OSS", "cal_medium", "__version__"]

@@ -6,8 +6,10 @@ and the exact velocity E[eps - x0 | x_s] is the posterior-weighted sum of
 
     v_k = (s - (1 - s) sigma_k^2) / var_k * (x_s - (1 - s) mu_k) - mu_k.
 
-Everything is computed in float64 with elementwise reductions only (no matmul), so a row's output
-does not depend on the other rows of its batch: searches that batch rows differently agree exactly.
+Everything is computed in float64, and the products with the means are batched matrix-vector
+products (one per row, torch.bmm) rather than one matrix product over the rows: a row's output then
+does not depend on the other rows of its batch, so searches that batch rows differently agree
+exactly, at a fraction of the cost of elementwise [rows, K, D] temporaries.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class GaussianMixtureFlow:
     tried on it.
     """
 
-    _CHUNK_ELEMENTS = 1 << 16
+    _CHUNK_ELEMENTS = 1 << 18
 
     def __init__(self, shape=(4, 32, 32), components: int = 8, teacher_steps: int = 200,
                  shift: float = 1.0, seed: int = 0, *, mean_scale: float = 1.0,
@@ -54,15 +56,19 @@ class GaussianMixtureFlow:
         self.stds = (low + (high - low) * torch.rand(components, generator=gen, dtype=torch.float64)).to(device)
         w = 0.5 + torch.rand(components, generator=gen, dtype=torch.float64)
         self.weights = (w / w.sum()).to(device)
+        self._means_sq = (self.means * self.means).sum(-1)
         self.fm_steps = shifted_grid(teacher_steps, shift).to(device)
         self.name = f"gaussian_mixture(shape={self.shape}, components={components}, seed={seed})"
 
     # -------------------------------------------------------------------------- the model
+    def _means_dot(self, x: torch.Tensor) -> torch.Tensor:
+        """<x_r, mu_k> [R, K], one matrix-vector product per row."""
+        return torch.bmm(x[:, None, :], self.means.T.expand(x.shape[0], -1, -1))[:, 0]
+
     def _component_logits(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """log(w_k N(x; (1 - s) mu_k, var_k I)) [R, K] for x [R, D] float64 and s [R, 1]."""
         var = (1 - s) ** 2 * self.stds**2 + s**2                                # [R, K]
-        diff = x[:, None, :] - (1 - s)[:, :, None] * self.means[None]          # [R, K, D]
-        sq = (diff * diff).sum(-1)
+        sq = (x * x).sum(-1, keepdim=True) - 2 * (1 - s) * self._means_dot(x) + (1 - s) ** 2 * self._means_sq
         return torch.log(self.weights) - 0.5 * sq / var - 0.5 * self.dim * torch.log(2 * math.pi * var)
 
     def _log_resp(self, x: torch.Tensor, s: torch.Tensor, cond) -> torch.Tensor:
@@ -91,7 +97,7 @@ class GaussianMixtureFlow:
         a = (s - (1 - s) * self.stds**2) / var                                  # [R, K]
         wa = (w * a).sum(-1, keepdim=True)                                      # [R, 1]
         mean_coef = w * (a * (1 - s) + 1)                                       # [R, K]
-        v = wa * xf - (mean_coef[:, :, None] * self.means[None]).sum(1)
+        v = wa * xf - torch.bmm(mean_coef[:, None, :], self.means.expand(R, -1, -1))[:, 0]
         return v.reshape(x.shape)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond=None, kwargs=None) -> torch.Tensor:
@@ -104,8 +110,8 @@ class GaussianMixtureFlow:
             cond = torch.as_tensor(cond, device=x.device).reshape(-1)
             if cond.numel() == 1:
                 cond = cond.expand(x.shape[0])
-        # Rows in small chunks keep the [rows, K, D] float64 temporaries in cache.
-        rows = max(1, self._CHUNK_ELEMENTS // (self.components * self.dim))
+        # Rows in chunks keep the float64 temporaries in cache.
+        rows = max(1, self._CHUNK_ELEMENTS // self.dim)
         out = [self.velocity(x[a:a + rows], self.fm_steps[t[a:a + rows]], None if cond is None else cond[a:a + rows])
                for a in range(0, x.shape[0], rows)]
         return torch.cat(out).to(x.dtype)

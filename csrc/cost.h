@@ -1,0 +1,18 @@
+// Fused Euler-jump cost on the CPU (DESIGN §4): for every candidate row r and target j < grid[r],
+//   cost[r, j] = mean_d |x[r, d] + v[r, d] * ds - T[j, sample[r], d]|^p,  ds = float(s[j] - s[grid[r]]),
+// with the Euler update in float32 (separate multiply and add roundings, as torch does), the
+// difference in float32 and the sum in float64. Targets j >= grid[r] get +inf.
+#pragma once
+#include <cstdint>
+
+namespace oss_fast {
+namespace cpu {
+
+// x, v [R, D]; targets [J, B, D] (the first J grid indices); row_sample, row_grid [R] (grid
+// indices in [1, S)); s [S]; out [R, J]; norm 1 or 2.
+void euler_costs_f32(const float* x, const float* v, const float* targets, const int64_t* row_sample,
+                     const int64_t* row_grid, const double* s, int64_t R, int64_t D, int64_t J,
+                     int64_t S, int64_t B, int norm, double* out);
+
+}  // namespace cpu
+}  // namespace oss_fast

@@ -1,0 +1,96 @@
+"""The native API: `search` for a schedule, `sample` along one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .engine.inputs import SampleInputs
+from .engine.search import Engine, SearchStats
+from .engine.validate import model_grid, options
+from .ops import euler_rows
+
+
+@dataclass
+class SearchResult:
+    """steps: one list of K grid indices per sample (ascending; the last is where sampling
+    starts), or [schedule] for aggregate="joint". schedule: the aggregated list (median or joint),
+    None for aggregate="per_sample". stats: model calls, time per phase, peak memory."""
+
+    steps: list
+    schedule: list | None
+    stats: SearchStats
+    mode: str
+    aggregate: str
+    teacher_steps: int
+
+
+@torch.no_grad()
+def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_steps: int | None = None,
+           mode: str = "exact", aggregate: str = "median", norm: float = 2, channels="all", frames="all",
+           random_channels: bool = False, seed: int = 0, float32: bool = True, max_batch: int | None = None,
+           model_kwargs: dict | None = None, per_sample_kwargs=None, free_start: bool = False,
+           objective: str = "sum", progress: bool = True) -> SearchResult:
+    """Find the K grid indices a K-step Euler student should visit (DESIGN §3).
+
+    model: a velocity model `model(x, t, cond, kwargs)` with `model.fm_steps` (DESIGN §2).
+    z: initial noises [B, ...]; cond: per-sample conditioning (first dimension B) or shared.
+    mode: "exact" (the paper's Algorithm 1), "compat" (what the published search_OSS returns),
+        "teacher" (shortest path over the teacher's own jumps: no extra model calls).
+    aggregate: "per_sample", "median" (published cal_medium rule) or "joint" (one decision per
+        level and grid index minimising the mean cost over samples).
+    norm: p of the |.|^p cost. channels / frames: "all" or how many to compare (frames: dimension 2
+        of [B, C, F, H, W]); random_channels draws the channels anew each level (seeded by seed).
+    float32: do the Euler update in float32 whatever the latent dtype.
+    max_batch: rows per model call (default 32); rows of all samples and grid indices share calls.
+    model_kwargs: further model inputs; per_sample_kwargs names those that follow the samples
+        (default: the model's `per_sample_kwargs`, else any tensor or list of length B).
+    free_start: mode exact only: the noise may enter at any grid index at level 0, as in compat.
+    objective: mode teacher's path objective, "sum" or "max" of the jump costs.
+    """
+    opts = options(model, z, student_steps=student_steps, teacher_steps=teacher_steps, mode=mode,
+                   aggregate=aggregate, norm=norm, channels=channels, frames=frames,
+                   random_channels=random_channels, seed=seed, float32=float32, max_batch=max_batch,
+                   free_start=free_start, objective=objective, progress=progress)
+    if per_sample_kwargs is None:
+        per_sample_kwargs = getattr(model, "per_sample_kwargs", None)
+    inputs = SampleInputs(cond, model_kwargs, z.shape[0], per_sample_kwargs)
+    paths, schedule, stats = Engine(model, z, inputs, opts).run()
+    return SearchResult(steps=paths, schedule=schedule, stats=stats, mode=mode, aggregate=aggregate,
+                        teacher_steps=opts.teacher_steps)
+
+
+@torch.no_grad()
+def sample(model, z: torch.Tensor, steps, cond=None, *, float32: bool = True, model_kwargs: dict | None = None,
+           max_amp=None, min_amp=None) -> torch.Tensor:
+    """Euler from the noise z along [0] + steps, last index first (DESIGN §3.4).
+
+    With max_amp/min_amp (sequences indexed by grid index - 1), each sample's 5% and 95% quantiles
+    are mapped affinely onto min_amp[i-1], max_amp[i-1] before the call at grid index i.
+    """
+    s = model_grid(model)
+    steps = [int(i) for i in steps]
+    if not steps or any(b <= a for a, b in zip([0] + steps, steps)) or steps[-1] >= s.numel():
+        raise ValueError(f"steps must be increasing grid indices in [1, {s.numel() - 1}], got {steps}")
+    if (max_amp is None) != (min_amp is None):
+        raise ValueError("give both max_amp and min_amp, or neither")
+    B = z.shape[0]
+    inputs = SampleInputs(cond, model_kwargs, B)
+    cond, kwargs = inputs.rows(torch.arange(B, device=z.device))
+    s = s.to(z.device)
+    path = [0] + steps
+    x = z
+    for n in range(len(path) - 1, 0, -1):
+        i, j = path[n], path[n - 1]
+        if max_amp is not None:
+            flat = x.reshape(B, -1)
+            hi = torch.quantile(flat, 0.95, dim=1)
+            lo = torch.quantile(flat, 0.05, dim=1)
+            scale = (max_amp[i - 1] - min_amp[i - 1]) / (hi - lo)
+            shift = min_amp[i - 1] - scale * lo
+            view = (B,) + (1,) * (x.dim() - 1)
+            x = scale.reshape(view) * x + shift.reshape(view)
+        v = model(x, torch.full((B,), i, dtype=torch.long, device=z.device), cond, kwargs)
+        x = euler_rows(x, v, (s[j] - s[i]).expand(B), float32)
+    return x

@@ -1,0 +1,79 @@
+"""Calling the model on rows: fixed chunk shapes, per-sample inputs, timing, NaN detection."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .inputs import SampleInputs
+
+
+def synchronize(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class ModelRunner:
+    """Evaluates the model on any number of rows in chunks of at most `chunk` rows.
+
+    The last chunk is padded (repeating its last row) up to the next power of two, capped at
+    `chunk`: a search sees only log2(chunk) + 1 distinct shapes, so a compiled model stops
+    recompiling after warm-up, while small levels do not pay for a full chunk.
+    """
+
+    def __init__(self, model, inputs: SampleInputs, chunk: int, device: torch.device):
+        self.model = model
+        self.inputs = inputs
+        self.chunk = chunk
+        self.device = device
+        self.calls = 0
+        self.rows = 0
+        self.padded_rows = 0
+        self.seconds = 0.0
+
+    def bucket(self, n: int) -> int:
+        size = 1
+        while size < n:
+            size *= 2
+        return min(size, self.chunk)
+
+    def __call__(self, x: torch.Tensor, grid: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        """Velocities for rows x [R, ...] at grid indices grid [R] of samples samples [R]."""
+        R = x.shape[0]
+        out = None
+        for start in range(0, R, self.chunk):
+            n = min(self.chunk, R - start)
+            size = self.bucket(n)
+            idx = slice(start, start + n)
+            if size > n:
+                idx = torch.arange(start, start + size, device=x.device).clamp_(max=start + n - 1)
+            cond, kwargs = self.inputs.rows(samples[idx])
+            begin = time.perf_counter()
+            v = self.model(x[idx], grid[idx], cond, kwargs)
+            synchronize(self.device)
+            self.seconds += time.perf_counter() - begin
+            if not isinstance(v, torch.Tensor) or v.shape != (size,) + tuple(x.shape[1:]):
+                got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                raise ValueError(f"the model returned {got} for an input of shape {(size,) + tuple(x.shape[1:])}")
+            if out is None:
+                out = torch.empty((R,) + tuple(v.shape[1:]), dtype=v.dtype, device=x.device)
+            out[start:start + n] = v[:n]
+            self.calls += 1
+            self.rows += n
+            self.padded_rows += size - n
+        return out
+
+
+def first_non_finite(v: torch.Tensor):
+    """Index of the first row of v holding NaN or inf, or None (one device sync).
+
+    A row's sum is finite unless the row holds NaN or inf (or overflows): one cheap reduction
+    screens all rows, the exact test runs only on the rows it flags.
+    """
+    rows = v.reshape(v.shape[0], -1)
+    flagged = (~torch.isfinite(rows.sum(dim=1, dtype=torch.float64))).nonzero()[:, 0]
+    for r in flagged.tolist():
+        if not bool(torch.isfinite(rows[r]).all()):
+            return r
+    return None

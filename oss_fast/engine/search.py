@@ -1,0 +1,315 @@
+"""The level loop of DESIGN §3–§4.
+
+Per level: gather the candidate states that need a model call (every grid index at level 0, then
+only the states the previous level changed) → model on rows of all samples at once in fixed-size
+chunks → fused cost op over (candidate, target) pairs → per-target min/argmin and the DP update in
+csrc → gather-axpy of the winning states. Nothing of size N x N x D is materialised.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import dp
+from ..ops import euler_costs, euler_rows
+from ..ops.euler_cost import pick_backend
+from .inputs import SampleInputs
+from .runner import ModelRunner, first_non_finite, synchronize
+
+
+@dataclass
+class SearchOptions:
+    """Validated options of one search (see oss_fast.search for their meaning)."""
+
+    student_steps: int
+    teacher_steps: int
+    mode: str = "exact"
+    aggregate: str = "median"
+    norm: float = 2
+    channels: object = "all"
+    frames: object = "all"
+    random_channels: bool = False
+    seed: int = 0
+    float32: bool = True
+    chunk: int = 32
+    free_start: bool = False
+    objective: str = "sum"
+    progress: bool = True
+
+
+@dataclass
+class SearchStats:
+    """What a search cost. Seconds are wall-clock; model seconds are spent inside model calls."""
+
+    teacher_calls: int = 0
+    candidate_calls: int = 0
+    candidate_rows: int = 0
+    padded_rows: int = 0
+    rows_per_level: list = field(default_factory=list)
+    seconds_teacher: float = 0.0
+    seconds_candidates: float = 0.0
+    seconds_costs: float = 0.0
+    seconds_dp: float = 0.0
+    seconds_total: float = 0.0
+    model_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    memory_scope: str = ""
+    cost_backend: str = ""
+    chunk: int = 0
+    samples: int = 0
+
+    @property
+    def candidate_rows_per_sample(self) -> float:
+        return self.candidate_rows / max(self.samples, 1)
+
+    def summary(self) -> str:
+        return (f"{self.teacher_calls} teacher + {self.candidate_calls} candidate model calls "
+                f"({self.candidate_rows} rows, {self.padded_rows} padding); "
+                f"{self.seconds_total:.2f} s total = teacher {self.seconds_teacher:.2f} + candidates "
+                f"{self.seconds_candidates:.2f} + costs {self.seconds_costs:.2f} + DP {self.seconds_dp:.2f}; "
+                f"model calls {self.model_seconds:.2f} s; peak memory {self.peak_memory_bytes / 2**20:.0f} MiB "
+                f"({self.memory_scope})")
+
+
+def channel_indices(channels, num_channels: int, level: int, random_channels: bool, seed: int):
+    """Channels the cost compares at a level: None (all), the first n, or a random n per level."""
+    if channels == "all":
+        return None
+    n = int(channels)
+    if random_channels:
+        import numpy as np
+
+        rng = np.random.default_rng([seed, level])
+        return sorted(rng.choice(num_channels, size=n, replace=False).tolist())
+    return list(range(n))
+
+
+def frame_indices(frames, num_frames: int):
+    """Frames the cost compares: None (all) or n at linspace(0, F-1, n) truncated (published rule)."""
+    if frames == "all":
+        return None
+    return torch.linspace(0, num_frames - 1, int(frames), dtype=torch.long).tolist()
+
+
+class Engine:
+    def __init__(self, model, z: torch.Tensor, inputs: SampleInputs, opts: SearchOptions):
+        self.model = model
+        self.opts = opts
+        self.device = z.device
+        self.B = z.shape[0]
+        self.shape = tuple(z.shape[1:])
+        self.D = math.prod(self.shape)
+        self.z = z.reshape(self.B, self.D)
+        self.N = opts.teacher_steps
+        self.J = self.N + 1
+        self.K = opts.student_steps
+        self.s = torch.as_tensor(model.fm_steps).detach().double()[: self.J].to(self.device)
+        self.runner = ModelRunner(model, inputs, opts.chunk, self.device)
+        self.stats = SearchStats(chunk=opts.chunk, samples=self.B)
+        self.frames = frame_indices(opts.frames, self.shape[1]) if len(self.shape) >= 2 else None
+
+    # ------------------------------------------------------------------ helpers
+    def _call(self, x: torch.Tensor, grid: torch.Tensor, samples: torch.Tensor, where: str) -> torch.Tensor:
+        v = self.runner(x.reshape((-1,) + self.shape), grid, samples).reshape(x.shape[0], self.D)
+        bad = first_non_finite(v)
+        if bad is not None:
+            raise FloatingPointError(f"the model returned NaN or inf {where} at grid index "
+                                     f"{int(grid[bad])} (sample {int(samples[bad])})")
+        return v
+
+    def _selection(self, level: int):
+        """Flat indices of the latent elements the cost compares at a level, or None for all."""
+        chans = channel_indices(self.opts.channels, self.shape[0], level, self.opts.random_channels, self.opts.seed)
+        if chans is None and self.frames is None:
+            return None
+        idx = torch.arange(self.D).reshape(self.shape)
+        if chans is not None:
+            idx = idx[chans]
+        if self.frames is not None:
+            idx = idx[:, self.frames]
+        return idx.reshape(-1).to(self.device)
+
+    def _costs(self, x, v, targets, row_sample, row_grid, sel):
+        begin = time.perf_counter()
+        if sel is not None:
+            x, v = x[:, sel], v[:, sel]
+        self.stats.cost_backend = pick_backend(x, v, targets, self.opts.norm)
+        costs = euler_costs(x, v, targets, row_sample, row_grid, self.s, norm=self.opts.norm,
+                            float32=self.opts.float32, backend=self.stats.cost_backend)
+        synchronize(self.device)
+        self.stats.seconds_costs += time.perf_counter() - begin
+        return costs
+
+    def _bar(self, total: int, desc: str):
+        return tqdm(total=total, desc=desc, disable=not self.opts.progress, leave=False, dynamic_ncols=True)
+
+    # ------------------------------------------------------------------ teacher
+    def teacher(self, keep_velocities: bool):
+        """T [J, B, D] (and V [J, B, D] when asked): T[N] = z, T[i-1] = T[i] + v(T[i], i) ds."""
+        begin = time.perf_counter()
+        B, N = self.B, self.N
+        T = torch.empty((self.J, B, self.D), dtype=self.z.dtype, device=self.device)
+        V = None
+        T[N] = self.z
+        samples = torch.arange(B, device=self.device)
+        x = self.z
+        with self._bar(N, "teacher") as bar:
+            for i in range(N, 0, -1):
+                grid = torch.full((B,), i, dtype=torch.long, device=self.device)
+                v = self._call(x, grid, samples, "in the teacher rollout")
+                if keep_velocities:
+                    if V is None:
+                        V = torch.empty((self.J, B, self.D), dtype=v.dtype, device=self.device)
+                    V[i] = v
+                x = euler_rows(x, v, (self.s[i - 1] - self.s[i]).expand(B), self.opts.float32)
+                T[i - 1] = x
+                bar.update()
+        self.stats.teacher_calls = self.runner.calls
+        self.stats.seconds_teacher = time.perf_counter() - begin
+        return T, V
+
+    # ------------------------------------------------------------------ modes compat / exact
+    def levels(self, T: torch.Tensor) -> torch.Tensor:
+        """Paths [G, K] of the DP of modes compat/exact (G = 1 for joint, else B)."""
+        o, B, J, K, N = self.opts, self.B, self.J, self.K, self.N
+        joint = o.aggregate == "joint"
+        G = 1 if joint else B
+        dev = self.device
+        best = torch.full((G, J), math.inf, dtype=torch.float64, device=dev)
+        from_ = torch.full((G, K + 1, J), N, dtype=torch.int64, device=dev)
+        live = torch.zeros((G, J), dtype=torch.bool, device=dev)
+        if o.mode == "compat" or o.free_start:
+            state = self.z[:, None, :].expand(B, J, self.D).clone()
+            # compat: every grid index holds the noise; exact: an entry that cannot finish in K steps is dropped
+            live[:, 1 if o.mode == "compat" else K:] = True
+        else:
+            state = torch.empty((B, J, self.D), dtype=self.z.dtype, device=dev)
+            state[:, N] = self.z
+            live[:, N] = True
+        static_sel = None if o.random_channels else self._selection(0)
+        static_targets = T if static_sel is None else T[:, :, static_sel].contiguous()
+        with self._bar(K, "levels") as bar:
+            for k in range(K):
+                sel, targets = static_sel, static_targets
+                if o.random_channels:
+                    sel = self._selection(k)
+                    targets = T if sel is None else T[:, :, sel].contiguous()
+                g_idx, i_idx = live.nonzero(as_tuple=True)
+                if joint:  # every sample evaluates the shared candidates
+                    row_sample = torch.arange(B, device=dev).repeat_interleave(len(i_idx))
+                    row_grid = i_idx.repeat(B)
+                else:
+                    row_sample, row_grid = g_idx, i_idx
+                R = row_grid.numel()
+                self.stats.rows_per_level.append(R)
+                x = state[row_sample, row_grid]
+                calls_before = self.runner.seconds
+                v = self._call(x, row_grid, row_sample, f"at level {k}")
+                self.stats.seconds_candidates += self.runner.seconds - calls_before
+                # the trace-back reads only target 0 of the last level
+                Jt = 1 if k == K - 1 else J
+                costs = self._costs(x, v, targets[:Jt], row_sample, row_grid, sel)
+
+                begin = time.perf_counter()
+                if joint:
+                    per_sample = costs.reshape(B, -1, Jt)
+                    mean = per_sample[0].clone()
+                    for b in range(1, B):  # in sample order, as the reference sums
+                        mean += per_sample[b]
+                    group_costs = torch.full((1, mean.shape[0], J), math.inf, dtype=torch.float64, device=dev)
+                    group_costs[0, :, :Jt] = mean / B
+                    group_cand = i_idx[None]
+                else:
+                    counts = live.sum(dim=1)
+                    M = int(counts.max()) if R else 0
+                    starts = torch.cumsum(counts, 0) - counts
+                    pos = torch.arange(R, device=dev) - starts[g_idx]
+                    group_costs = torch.full((G, M, J), math.inf, dtype=torch.float64, device=dev)
+                    group_cand = torch.full((G, M), -1, dtype=torch.int64, device=dev)
+                    group_costs[g_idx, pos, :Jt] = costs
+                    group_cand[g_idx, pos] = i_idx
+                improved = dp.level_update(o.mode, best, from_, k, costs=group_costs.contiguous(), cand=group_cand)
+
+                # gather-axpy: each improved target takes its winner's state one Euler jump on
+                win_g, win_j = improved.nonzero(as_tuple=True)
+                win_i = from_[win_g, k, win_j]
+                if joint:
+                    n = win_j.numel()
+                    win_b = torch.arange(B, device=dev).repeat_interleave(n)
+                    win_j, win_i = win_j.repeat(B), win_i.repeat(B)
+                else:
+                    win_b = win_g
+                row_of = torch.full((B, J), -1, dtype=torch.int64, device=dev)
+                row_of[row_sample, row_grid] = torch.arange(R, device=dev)
+                rows = row_of[win_b, win_i]
+                state[win_b, win_j] = euler_rows(x[rows], v[rows], self.s[win_j] - self.s[win_i], o.float32)
+
+                live = improved.clone()
+                # exact: a state at j after k+1 jumps needs j >= K-k-1 to finish in K jumps
+                live[:, : 1 if o.mode == "compat" else max(1, K - k - 1)] = False
+                synchronize(dev)
+                self.stats.seconds_dp += time.perf_counter() - begin
+                bar.update()
+                bar.set_postfix(rows=R)
+        begin = time.perf_counter()
+        paths = dp.traceback(from_)
+        self.stats.seconds_dp += time.perf_counter() - begin
+        return paths
+
+    # ------------------------------------------------------------------ mode teacher
+    def teacher_paths(self, T: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """Paths [G, K]: K-jump shortest paths over the teacher's own jump costs (DESIGN §3.3)."""
+        B, J, N = self.B, self.J, self.N
+        sel = self._selection(0)
+        targets = T if sel is None else T[:, :, sel].contiguous()
+        C = torch.full((B, J, J), math.inf, dtype=torch.float64, device=self.device)
+        grid_all = torch.arange(1, N + 1, device=self.device)
+        for b in range(B):
+            for start in range(0, N, self.opts.chunk):
+                grid = grid_all[start:start + self.opts.chunk]
+                samples = torch.full_like(grid, b)
+                C[b, grid] = self._costs(T[grid, b], V[grid, b], targets, samples, grid, sel)
+        begin = time.perf_counter()
+        if self.opts.aggregate == "joint":
+            mean = C[0].clone()
+            for b in range(1, B):
+                mean += C[b]
+            C = (mean / B)[None]
+        paths, _ = dp.kstep_path(C.contiguous(), self.K, self.opts.objective)
+        self.stats.seconds_dp += time.perf_counter() - begin
+        return paths
+
+    # ------------------------------------------------------------------ all of it
+    def run(self):
+        """Returns (paths [G, K] as lists, schedule or None, stats)."""
+        begin = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        o = self.opts
+        T, V = self.teacher(keep_velocities=o.mode == "teacher")
+        teacher_rows = self.runner.rows
+        paths = self.teacher_paths(T, V) if o.mode == "teacher" else self.levels(T)
+        schedule = None
+        if o.aggregate == "median":
+            schedule = dp.median_steps(paths).tolist()
+        elif o.aggregate == "joint":
+            schedule = paths[0].tolist()
+        st = self.stats
+        st.candidate_calls = self.runner.calls - st.teacher_calls
+        st.candidate_rows = self.runner.rows - teacher_rows
+        st.padded_rows = self.runner.padded_rows
+        st.model_seconds = self.runner.seconds
+        st.seconds_total = time.perf_counter() - begin
+        if self.device.type == "cuda":
+            st.peak_memory_bytes = torch.cuda.max_memory_allocated(self.device)
+            st.memory_scope = "CUDA allocator peak"
+        else:
+            st.peak_memory_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            st.memory_scope = "process max RSS"
+        return paths.tolist(), schedule, st

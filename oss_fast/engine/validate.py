@@ -1,0 +1,81 @@
+"""Checks of a search's inputs, all before the first model call (DESIGN §6)."""
+
+from __future__ import annotations
+
+import torch
+
+from .search import SearchOptions
+
+MODES = ("compat", "exact", "teacher")
+AGGREGATES = ("per_sample", "median", "joint")
+OBJECTIVES = ("sum", "max")
+
+
+def model_grid(model) -> torch.Tensor:
+    """model.fm_steps as float64, checked: 1-D, at least two finite, strictly increasing entries."""
+    if not hasattr(model, "fm_steps"):
+        raise ValueError("the model has no fm_steps attribute (its time grid, fm_steps[0] = 0 ... fm_steps[N])")
+    s = torch.as_tensor(model.fm_steps).detach().double().cpu()
+    if s.dim() != 1 or s.numel() < 2:
+        raise ValueError(f"model.fm_steps must be 1-D with at least 2 entries, got shape {tuple(s.shape)}")
+    if not torch.isfinite(s).all():
+        raise ValueError("model.fm_steps holds NaN or inf")
+    if not (s[1:] > s[:-1]).all():
+        bad = int((s[1:] <= s[:-1]).nonzero()[0, 0]) + 1
+        raise ValueError(f"model.fm_steps must be strictly increasing; fm_steps[{bad}] = {s[bad].item()} "
+                         f"<= fm_steps[{bad - 1}] = {s[bad - 1].item()}")
+    return s
+
+
+def _positive_int(name, value, low=1, high=None):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an int {bound}, got {value!r}")
+    return value
+
+
+def _selection_count(name, value, size):
+    if value == "all":
+        return "all"
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    _positive_int(name, value, 1, size)
+    return value
+
+
+def options(model, z, *, student_steps, teacher_steps=None, mode, aggregate, norm, channels, frames,
+            random_channels, seed, float32, max_batch, free_start, objective, progress) -> SearchOptions:
+    if not isinstance(z, torch.Tensor) or z.dim() < 2 or not z.is_floating_point():
+        raise ValueError("z must be a floating-point tensor [B, ...] of initial noises")
+    if z.shape[0] < 1:
+        raise ValueError("z holds no sample")
+    if not torch.isfinite(z).all():
+        raise ValueError("z holds NaN or inf")
+    s = model_grid(model)
+    N_model = s.numel() - 1
+    N = N_model if teacher_steps is None else _positive_int("teacher_steps", teacher_steps, 1, N_model)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    K = _positive_int("student_steps", student_steps)
+    if mode != "compat" and K > N:
+        raise ValueError(f"student_steps ({K}) must not exceed teacher_steps ({N}) in mode {mode!r}: "
+                         "a student of exactly K steps needs K grid jumps")
+    if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not norm > 0:
+        raise ValueError(f"norm must be a positive number, got {norm!r}")
+    channels = _selection_count("channels", channels, z.shape[1])
+    if frames != "all" and z.dim() < 4:
+        raise ValueError("frames selects along dimension 2 of a video latent [B, C, F, H, W]; z has none")
+    frames = _selection_count("frames", frames, z.shape[2] if z.dim() >= 4 else 0)
+    if random_channels and channels == "all":
+        raise ValueError("random_channels needs channels = n (how many to draw per level)")
+    if free_start and mode != "exact":
+        raise ValueError("free_start applies to mode 'exact' only")
+    chunk = 32 if max_batch is None else _positive_int("max_batch", max_batch)
+    return SearchOptions(student_steps=K, teacher_steps=N, mode=mode, aggregate=aggregate, norm=norm,
+                         channels=channels, frames=frames, random_channels=bool(random_channels), seed=int(seed),
+                         float32=bool(float32), chunk=chunk, free_start=bool(free_start), objective=objective,
+                         progress=bool(progress))

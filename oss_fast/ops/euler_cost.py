@@ -1,0 +1,135 @@
+"""Fused Euler-jump cost (DESIGN §3.1 step 2, §4): for candidate rows r with state x[r], velocity
+v[r], sample b[r] and grid index i[r], and every target j < i[r],
+
+    cost[r, j] = mean_d |euler(x[r], v[r], s[j] - s[i[r]])[d] - T[j, b[r], d]|^p
+
+for the targets given (the first J grid indices; a search's last level needs only j = 0), with the
+reference's rounding (Euler update in the latent's dtype, or in float32 with float32=True;
+difference in float32; sum in float64). Targets j >= i[r] get +inf. Never builds an N x N x D tensor.
+
+Backends: `torch` (the pure-torch reference below, any dtype, any p), `csrc` (CPU, float32,
+p in {1, 2}; OpenMP), `triton` (CUDA, or CPU under TRITON_INTERPRET=1; float32/bf16/fp16,
+p in {1, 2}). The first that supports the inputs runs; OSS_FAST_BACKEND forces one and raises if it
+cannot run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .. import _C
+from .euler import euler_rows
+
+BACKENDS = ("triton", "csrc", "torch")
+TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def euler_costs_torch(x, v, targets, row_sample, row_grid, s, norm=2, float32=True):
+    """The pure-torch reference of the op: one pass per target j over the rows that reach it."""
+    R, D = x.shape
+    J = targets.shape[0]
+    out = torch.full((R, J), float("inf"), dtype=torch.float64, device=x.device)
+    s_rows = s[row_grid]
+    for j in range(J):
+        rows = (row_grid > j).nonzero()[:, 0]
+        if rows.numel() == 0:
+            continue
+        xj = euler_rows(x[rows], v[rows], s[j] - s_rows[rows], float32)
+        d = (xj.float() - targets[j, row_sample[rows]].float()).double()
+        e = d * d if norm == 2 else d.abs() if norm == 1 else d.abs() ** norm
+        out[rows, j] = e.sum(1) / D
+    return out
+
+
+def _euler_costs_csrc(x, v, targets, row_sample, row_grid, s, norm=2, float32=True):
+    R, D = x.shape
+    J, B, _ = targets.shape
+    out = torch.empty((R, J), dtype=torch.float64)
+    _C.cpu.euler_costs_f32(x.data_ptr(), v.data_ptr(), targets.data_ptr(), row_sample.data_ptr(),
+                           row_grid.data_ptr(), s.data_ptr(), R, D, J, s.numel(), B, int(norm), out.data_ptr())
+    return out
+
+
+def _triton_usable() -> str | None:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "triton is not installed"
+    return None
+
+
+def unsupported(backend: str, x, v, targets, norm) -> str | None:
+    """Why a backend cannot run these inputs, or None if it can."""
+    if backend == "torch":
+        return None
+    if norm not in (1, 2):
+        return f"norm {norm} (only 1 and 2)"
+    if backend == "csrc":
+        if x.device.type != "cpu":
+            return "csrc runs on CPU tensors"
+        if not (x.dtype == v.dtype == targets.dtype == torch.float32):
+            return "csrc needs float32 latents and velocities"
+        return None
+    if backend == "triton":
+        reason = _triton_usable()
+        if reason:
+            return reason
+        if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            return "triton needs CUDA tensors (or TRITON_INTERPRET=1)"
+        if x.dtype not in TRITON_DTYPES or v.dtype not in TRITON_DTYPES or targets.dtype != x.dtype:
+            return "triton needs float32/bfloat16/float16 latents with targets of the same dtype"
+        return None
+    return f"unknown backend {backend!r} (choose from {BACKENDS})"
+
+
+def pick_backend(x, v, targets, norm) -> str:
+    forced = os.environ.get("OSS_FAST_BACKEND")
+    if forced:
+        reason = unsupported(forced, x, v, targets, norm)
+        if reason:
+            raise RuntimeError(f"OSS_FAST_BACKEND={forced} cannot run the cost op here: {reason}")
+        return forced
+    for name in BACKENDS:
+        if unsupported(name, x, v, targets, norm) is None:
+            return name
+    return "torch"
+
+
+def _check(x, v, targets, row_sample, row_grid, s):
+    if x.dim() != 2 or v.shape != x.shape:
+        raise ValueError(f"x and v must be [R, D] of one shape, got {tuple(x.shape)} and {tuple(v.shape)}")
+    if targets.dim() != 3 or targets.shape[2] != x.shape[1]:
+        raise ValueError(f"targets must be [J, B, D={x.shape[1]}], got {tuple(targets.shape)}")
+    if s.dtype != torch.float64 or s.dim() != 1 or s.numel() < targets.shape[0]:
+        raise ValueError(f"s must be float64 [S >= J={targets.shape[0]}], got {s.dtype} {tuple(s.shape)}")
+    for name, t in (("row_sample", row_sample), ("row_grid", row_grid)):
+        if t.dtype != torch.int64 or t.shape != (x.shape[0],):
+            raise ValueError(f"{name} must be int64 [R={x.shape[0]}], got {t.dtype} {tuple(t.shape)}")
+    devices = {t.device for t in (x, v, targets, row_sample, row_grid, s)}
+    if len(devices) != 1:
+        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+
+
+def euler_costs(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, backend=None):
+    """Costs [R, J] float64 of the Euler jumps of rows (x, v) to the targets (see module doc).
+
+    x, v [R, D]; targets [J, B, D]: grid indices 0..J-1; row_sample, row_grid int64 [R];
+    s float64 [S >= J]: the whole grid (row_grid < S).
+    """
+    _check(x, v, targets, row_sample, row_grid, s)
+    x, v, targets = x.contiguous(), v.contiguous(), targets.contiguous()
+    if backend is None:
+        backend = pick_backend(x, v, targets, norm)
+    elif unsupported(backend, x, v, targets, norm):
+        raise RuntimeError(f"backend {backend} cannot run the cost op here: {unsupported(backend, x, v, targets, norm)}")
+    if x.shape[0] == 0:
+        return torch.empty((0, targets.shape[0]), dtype=torch.float64, device=x.device)
+    if backend == "csrc":
+        return _euler_costs_csrc(x, v, targets, row_sample, row_grid, s, norm, float32)
+    if backend == "triton":
+        from .euler_cost_triton import euler_costs_triton
+
+        return euler_costs_triton(x, v, targets, row_sample, row_grid, s, norm=norm, float32=float32)
+    return euler_costs_torch(x, v, targets, row_sample, row_grid, s, norm, float32)
