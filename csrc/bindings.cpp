@@ -168,7 +168,8 @@ void def_all(py::module_& m, Device dev) {
 
 void def_euler_costs(py::module_& m) {
   auto body = [](uintptr_t x, uintptr_t v, uintptr_t targets, uintptr_t row_sample, uintptr_t row_grid,
-                 uintptr_t s, int64_t R, int64_t D, int64_t J, int64_t S, int64_t B, int norm, uintptr_t out) {
+                 uintptr_t s, int64_t R, int64_t D, int64_t J, int64_t S, int64_t B, int norm, uintptr_t bound,
+                 uintptr_t out) {
     check_size("R", R, 0);
     check_size("D", D, 1);
     check_size("J", J, 1);
@@ -184,17 +185,19 @@ void def_euler_costs(py::module_& m) {
     auto grid = address<const int64_t>("row_grid", row_grid, R, dev);
     auto sp = address<const double>("s", s, S, dev);
     auto op = address<double>("out", out, R * J, dev);
+    auto bp = bound ? address<const double>("bound", bound, B * J, dev) : nullptr;
     for (int64_t r = 0; r < R; ++r) {
       if (sample[r] < 0 || sample[r] >= B) fail("row_sample values must lie in [0, B)");
       if (grid[r] < 1 || grid[r] >= S) fail("row_grid values must lie in [1, S)");
     }
     py::gil_scoped_release release;
-    oss_fast::cpu::euler_costs_f32(xp, vp, tp, sample, grid, sp, R, D, J, S, B, norm, op);
+    oss_fast::cpu::euler_costs_f32(xp, vp, tp, sample, grid, sp, R, D, J, S, B, norm, bp, op);
   };
   m.def("euler_costs_f32", body, py::arg("x"), py::arg("v"), py::arg("targets"), py::arg("row_sample"),
         py::arg("row_grid"), py::arg("s"), py::arg("R"), py::arg("D"), py::arg("J"), py::arg("S"), py::arg("B"),
-        py::arg("norm"), py::arg("out"),
-        "Fused Euler-jump costs [R, J] of float32 rows x, v [R, D] against targets [J, B, D].");
+        py::arg("norm"), py::arg("bound"), py::arg("out"),
+        "Fused Euler-jump costs [R, J] of float32 rows x, v [R, D] against targets [J, B, D]; "
+        "bound [B, J] (0 = none): pairs already >= their bound may report +inf.");
 }
 
 }  // namespace

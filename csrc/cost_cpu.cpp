@@ -8,33 +8,49 @@ namespace cpu {
 
 namespace {
 
-constexpr int kLanes = 8;  // independent float64 accumulators: vectorisable, and a fixed order
+constexpr int kLanes = 8;     // independent float64 accumulators: vectorisable, and a fixed order
+constexpr int64_t kBlock = 512;  // elements between checks against the bound
 
-// One (row, target) pair. Compiled for AVX2 and for the baseline ISA; the loader picks one.
+inline double lane_total(const double* a) {
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+// Sum over one block of elements into the lanes. Compiled for AVX2 and for the baseline ISA; the
+// loader picks one.
 template <int Norm>
 __attribute__((target_clones("avx2", "default")))
-double pair_sum(const float* x, const float* v, const float* t, float ds, int64_t D) {
-  double acc[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+void block_sum(const float* x, const float* v, const float* t, float ds, int64_t n, double* acc) {
   int64_t d = 0;
-  for (; d + kLanes <= D; d += kLanes) {
+  for (; d + kLanes <= n; d += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
       const float xj = x[d + l] + v[d + l] * ds;
       const double e = static_cast<double>(xj - t[d + l]);
       acc[l] += Norm == 2 ? e * e : std::fabs(e);
     }
   }
-  for (int l = 0; d < D; ++d, ++l) {
+  for (int l = 0; d < n; ++d, ++l) {
     const float xj = x[d] + v[d] * ds;
     const double e = static_cast<double>(xj - t[d]);
     acc[l] += Norm == 2 ? e * e : std::fabs(e);
   }
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// The sum of one (row, target) pair, or +inf once a partial sum reaches limit.
+template <int Norm>
+double pair_sum(const float* x, const float* v, const float* t, float ds, int64_t D, double limit) {
+  double acc[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t d = 0; d < D; d += kBlock) {
+    // full blocks keep every element in the same lane whatever the block boundaries
+    block_sum<Norm>(x + d, v + d, t + d, ds, D - d < kBlock ? D - d : kBlock, acc);
+    if (d + kBlock < D && lane_total(acc) >= limit) return std::numeric_limits<double>::infinity();
+  }
+  return lane_total(acc);
 }
 
 template <int Norm>
 void costs(const float* x, const float* v, const float* targets, const int64_t* row_sample,
            const int64_t* row_grid, const double* s, int64_t R, int64_t D, int64_t J, int64_t B,
-           double* out) {
+           const double* bound, double* out) {
   const double inf = std::numeric_limits<double>::infinity();
 #pragma omp parallel for collapse(2) schedule(dynamic, 16)
   for (int64_t r = 0; r < R; ++r) {
@@ -45,8 +61,11 @@ void costs(const float* x, const float* v, const float* targets, const int64_t* 
         continue;
       }
       const float ds = static_cast<float>(s[j] - s[i]);
-      const float* t = targets + (j * B + row_sample[r]) * D;
-      out[r * J + j] = pair_sum<Norm>(x + r * D, v + r * D, t, ds, D) / static_cast<double>(D);
+      const int64_t b = row_sample[r];
+      // the margin keeps rounding of bound * D from stopping a pair whose cost is just below bound
+      const double limit = bound ? bound[b * J + j] * static_cast<double>(D) * (1 + 1e-12) : inf;
+      const double sum = pair_sum<Norm>(x + r * D, v + r * D, targets + (j * B + b) * D, ds, D, limit);
+      out[r * J + j] = sum / static_cast<double>(D);
     }
   }
 }
@@ -55,11 +74,11 @@ void costs(const float* x, const float* v, const float* targets, const int64_t* 
 
 void euler_costs_f32(const float* x, const float* v, const float* targets, const int64_t* row_sample,
                      const int64_t* row_grid, const double* s, int64_t R, int64_t D, int64_t J,
-                     int64_t /*S*/, int64_t B, int norm, double* out) {
+                     int64_t /*S*/, int64_t B, int norm, const double* bound, double* out) {
   if (norm == 2)
-    costs<2>(x, v, targets, row_sample, row_grid, s, R, D, J, B, out);
+    costs<2>(x, v, targets, row_sample, row_grid, s, R, D, J, B, bound, out);
   else
-    costs<1>(x, v, targets, row_sample, row_grid, s, R, D, J, B, out);
+    costs<1>(x, v, targets, row_sample, row_grid, s, R, D, J, B, bound, out);
 }
 
 }  // namespace cpu

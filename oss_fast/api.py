@@ -71,8 +71,9 @@ def sample(model, z: torch.Tensor, steps, cond=None, *, float32: bool = True, mo
     """
     s = model_grid(model)
     steps = [int(i) for i in steps]
-    if not steps or any(b <= a for a, b in zip([0] + steps, steps)) or steps[-1] >= s.numel():
-        raise ValueError(f"steps must be increasing grid indices in [1, {s.numel() - 1}], got {steps}")
+    # non-decreasing: compat schedules with K > N repeat indices (a zero-length step)
+    if not steps or any(b < a for a, b in zip([1] + steps, steps)) or steps[-1] >= s.numel():
+        raise ValueError(f"steps must be non-decreasing grid indices in [1, {s.numel() - 1}], got {steps}")
     if (max_amp is None) != (min_amp is None):
         raise ValueError("give both max_amp and min_amp, or neither")
     B = z.shape[0]

@@ -41,6 +41,8 @@ class ModelRunner:
     def __call__(self, x: torch.Tensor, grid: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
         """Velocities for rows x [R, ...] at grid indices grid [R] of samples samples [R]."""
         R = x.shape[0]
+        if R == 0:  # a level where no state changed
+            return torch.empty_like(x)
         out = None
         for start in range(0, R, self.chunk):
             n = min(self.chunk, R - start)
@@ -71,8 +73,8 @@ def first_non_finite(v: torch.Tensor):
     A row's sum is finite unless the row holds NaN or inf (or overflows): one cheap reduction
     screens all rows, the exact test runs only on the rows it flags.
     """
-    rows = v.reshape(v.shape[0], -1)
-    flagged = (~torch.isfinite(rows.sum(dim=1, dtype=torch.float64))).nonzero()[:, 0]
+    rows = v.flatten(1)
+    flagged = (~torch.isfinite(rows.sum(dim=1))).nonzero()[:, 0]
     for r in flagged.tolist():
         if not bool(torch.isfinite(rows[r]).all()):
             return r

@@ -135,13 +135,13 @@ class Engine:
             idx = idx[:, self.frames]
         return idx.reshape(-1).to(self.device)
 
-    def _costs(self, x, v, targets, row_sample, row_grid, sel):
+    def _costs(self, x, v, targets, row_sample, row_grid, sel, bound=None):
         begin = time.perf_counter()
         if sel is not None:
             x, v = x[:, sel], v[:, sel]
         self.stats.cost_backend = pick_backend(x, v, targets, self.opts.norm)
         costs = euler_costs(x, v, targets, row_sample, row_grid, self.s, norm=self.opts.norm,
-                            float32=self.opts.float32, backend=self.stats.cost_backend)
+                            float32=self.opts.float32, backend=self.stats.cost_backend, bound=bound)
         synchronize(self.device)
         self.stats.seconds_costs += time.perf_counter() - begin
         return costs
@@ -214,7 +214,9 @@ class Engine:
                 self.stats.seconds_candidates += self.runner.seconds - calls_before
                 # the trace-back reads only target 0 of the last level
                 Jt = 1 if k == K - 1 else J
-                costs = self._costs(x, v, targets[:Jt], row_sample, row_grid, sel)
+                # compat, one sample per group: a cost not below the running best cannot improve it
+                bound = best[:, :Jt].contiguous() if o.mode == "compat" and not joint else None
+                costs = self._costs(x, v, targets[:Jt], row_sample, row_grid, sel, bound)
 
                 begin = time.perf_counter()
                 if joint:

@@ -34,7 +34,7 @@ def _positive_int(name, value, low=1, high=None):
     return value
 
 
-def _selection_count(name, value, size):
+def _selection_count(name, value, size: int | None):
     if value == "all":
         return "all"
     if isinstance(value, str) and value.isdigit():
@@ -69,7 +69,8 @@ def options(model, z, *, student_steps, teacher_steps=None, mode, aggregate, nor
     channels = _selection_count("channels", channels, z.shape[1])
     if frames != "all" and z.dim() < 4:
         raise ValueError("frames selects along dimension 2 of a video latent [B, C, F, H, W]; z has none")
-    frames = _selection_count("frames", frames, z.shape[2] if z.dim() >= 4 else 0)
+    # more frames than F is allowed: linspace then repeats frames, as in the published code
+    frames = _selection_count("frames", frames, None)
     if random_channels and channels == "all":
         raise ValueError("random_channels needs channels = n (how many to draw per level)")
     if free_start and mode != "exact":

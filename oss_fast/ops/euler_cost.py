@@ -43,12 +43,13 @@ def euler_costs_torch(x, v, targets, row_sample, row_grid, s, norm=2, float32=Tr
     return out
 
 
-def _euler_costs_csrc(x, v, targets, row_sample, row_grid, s, norm=2, float32=True):
+def _euler_costs_csrc(x, v, targets, row_sample, row_grid, s, norm=2, float32=True, bound=None):
     R, D = x.shape
     J, B, _ = targets.shape
     out = torch.empty((R, J), dtype=torch.float64)
     _C.cpu.euler_costs_f32(x.data_ptr(), v.data_ptr(), targets.data_ptr(), row_sample.data_ptr(),
-                           row_grid.data_ptr(), s.data_ptr(), R, D, J, s.numel(), B, int(norm), out.data_ptr())
+                           row_grid.data_ptr(), s.data_ptr(), R, D, J, s.numel(), B, int(norm),
+                           0 if bound is None else bound.data_ptr(), out.data_ptr())
     return out
 
 
@@ -92,6 +93,9 @@ def pick_backend(x, v, targets, norm) -> str:
             raise RuntimeError(f"OSS_FAST_BACKEND={forced} cannot run the cost op here: {reason}")
         return forced
     for name in BACKENDS:
+        # the interpreter runs CPU tensors only when asked for: it is slow and miscomputes bfloat16
+        if name == "triton" and x.device.type != "cuda":
+            continue
         if unsupported(name, x, v, targets, norm) is None:
             return name
     return "torch"
@@ -112,13 +116,19 @@ def _check(x, v, targets, row_sample, row_grid, s):
         raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
 
 
-def euler_costs(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, backend=None):
+def euler_costs(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, backend=None, bound=None):
     """Costs [R, J] float64 of the Euler jumps of rows (x, v) to the targets (see module doc).
 
     x, v [R, D]; targets [J, B, D]: grid indices 0..J-1; row_sample, row_grid int64 [R];
     s float64 [S >= J]: the whole grid (row_grid < S).
+    bound [B, J] float64 (optional): a pair whose cost is >= bound[sample, j] cannot win a strict
+    `<` against it; a backend may then stop summing and report +inf (csrc does). Pairs below their
+    bound always get their exact cost, so the winners do not change.
     """
     _check(x, v, targets, row_sample, row_grid, s)
+    if bound is not None and (bound.dtype != torch.float64 or bound.shape != targets.shape[:2][::-1]
+                              or bound.device != x.device):
+        raise ValueError(f"bound must be float64 [B, J] = {tuple(targets.shape[:2][::-1])} on {x.device}")
     x, v, targets = x.contiguous(), v.contiguous(), targets.contiguous()
     if backend is None:
         backend = pick_backend(x, v, targets, norm)
@@ -127,7 +137,8 @@ def euler_costs(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True,
     if x.shape[0] == 0:
         return torch.empty((0, targets.shape[0]), dtype=torch.float64, device=x.device)
     if backend == "csrc":
-        return _euler_costs_csrc(x, v, targets, row_sample, row_grid, s, norm, float32)
+        return _euler_costs_csrc(x, v, targets, row_sample, row_grid, s, norm, float32,
+                                 None if bound is None else bound.contiguous())
     if backend == "triton":
         from .euler_cost_triton import euler_costs_triton
 

@@ -1,0 +1,147 @@
+"""oss_fast against the published search loops, measured in one run on one machine (DESIGN §5).
+
+Cases (issue 3):
+  a  GaussianMixtureFlow(shape=(4, 32, 32)), N=200, K=10, B=4 (mode compat)
+  b  a tiny random diffusers DiTTransformer2DModel (latent 4x16x16), N=100, K=10, B=4
+
+Each method runs in a fresh process (so its peak memory is its own) and reports its total time,
+the time spent inside model calls, the number of model calls and rows, and the process's peak
+resident memory (peak GPU memory on CUDA). Printed: the speed-up of oss_fast over each baseline,
+total time / model-call time, and whether the steps are identical.
+
+    python benchmarks/bench_search.py                 # both cases, all methods
+    python benchmarks/bench_search.py --cases a --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+CASES = {
+    "a": dict(model="mixture", N=200, K=10, B=4),
+    "b": dict(model="dit", N=100, K=10, B=4),
+}
+METHODS = ("oss_fast", "search_OSS_batch-style", "search_OSS-style")
+
+
+class CallMeter:
+    """Counts and times the calls of a velocity model (synchronising on CUDA)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.fm_steps = model.fm_steps
+        self.calls = self.rows = 0
+        self.seconds = 0.0
+
+    def __call__(self, x, t, cond, kwargs):
+        begin = time.perf_counter()
+        v = self.model(x, t, cond, kwargs)
+        if v.is_cuda:
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - begin
+        self.calls += 1
+        self.rows += x.shape[0]
+        return v
+
+
+class TinyDiTVelocity:
+    """A random-weight diffusers DiT read as a velocity field on a uniform grid (timing only)."""
+
+    def __init__(self, N, device):
+        from diffusers import DiTTransformer2DModel
+
+        torch.manual_seed(0)
+        self.net = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+                                         num_layers=2, sample_size=16, patch_size=2, num_embeds_ada_norm=1000,
+                                         norm_num_groups=32).to(device).eval()
+        self.fm_steps = torch.linspace(0, 1, N + 1, dtype=torch.float64, device=device)
+
+    @torch.no_grad()
+    def __call__(self, x, t, cond, kwargs):
+        timestep = (self.fm_steps[t] * 999).round().long()
+        return self.net(x, timestep=timestep, class_labels=cond).sample
+
+
+def build(case: str, device: str):
+    spec = CASES[case]
+    g = torch.Generator().manual_seed(0)
+    if spec["model"] == "mixture":
+        from oss_fast.zoo import GaussianMixtureFlow
+
+        model = GaussianMixtureFlow(shape=(4, 32, 32), teacher_steps=spec["N"], device=device)
+        return model, model.noise(spec["B"], seed=0).to(device), None
+    model = TinyDiTVelocity(spec["N"], device)
+    z = torch.randn(spec["B"], 4, 16, 16, generator=g).to(device)
+    return model, z, torch.randint(0, 1000, (spec["B"],), generator=g).to(device)
+
+
+def run_method(case: str, method: str, device: str, max_batch: int):
+    import oss_fast
+    from baselines import search_oss_batch_style, search_oss_style
+
+    torch.set_grad_enabled(False)
+    model, z, cond = build(case, device)
+    meter = CallMeter(model)
+    K = CASES[case]["K"]
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    begin = time.perf_counter()
+    if method == "oss_fast":
+        steps = oss_fast.search(meter, z, cond, student_steps=K, mode="compat", aggregate="per_sample",
+                                float32=False, max_batch=max_batch, progress=False).steps
+    elif method == "search_OSS-style":
+        steps = search_oss_style(meter, z, cond, K)
+    else:
+        steps = search_oss_batch_style(meter, z, cond, K)
+    total = time.perf_counter() - begin
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return dict(steps=steps, total=total, model=meter.seconds, calls=meter.calls, rows=meter.rows, peak=peak)
+
+
+def measure(case, method, device, max_batch):
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(run_method, (case, method, device, max_batch))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--max-batch", type=int, default=64, help="rows per model call for oss_fast")
+    args = parser.parse_args(argv)
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    print(f"# machine: {where}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
+    for case in args.cases:
+        spec = CASES[case]
+        print(f"\ncase {case}: {spec}")
+        results = {m: measure(case, m, args.device, args.max_batch) for m in args.methods}
+        memory = "peak GPU MiB" if args.device == "cuda" else "peak RSS MiB"
+        print(f"{'method':24} {'total s':>9} {'model s':>9} {'total/model':>11} {'calls':>7} {'rows':>7} {memory:>13} {'speed-up':>9}")
+        ours = results.get("oss_fast")
+        for m, r in results.items():
+            speedup = f"{r['total'] / ours['total']:.1f}x" if ours else "-"
+            print(f"{m:24} {r['total']:9.2f} {r['model']:9.2f} {r['total'] / r['model']:11.2f} {r['calls']:7d} "
+                  f"{r['rows']:7d} {r['peak'] / 2**20:13.0f} {speedup:>9}")
+        if ours:
+            for m, r in results.items():
+                if m != "oss_fast":
+                    same = r["steps"] == ours["steps"]
+                    print(f"steps identical to {m}: {same}")
+            rows = (ours["rows"] - spec["B"] * spec["N"]) / spec["B"]
+            print(f"oss_fast candidate rows per sample: {rows:.0f} (K*N = {spec['K'] * spec['N']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The fused cost op: every backend against the pure-torch reference and the plain oracle."""
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from oss_fast import reference as ref
+from oss_fast.ops import euler_costs, euler_costs_torch, euler_rows
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def problem(R=13, D=301, J=9, B=3, dtype=torch.float32, seed=0, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(R, D, generator=g).to(dtype)
+    v = (torch.randn(R, D, generator=g) * 2).to(dtype)
+    targets = torch.randn(J, B, D, generator=g).to(dtype)
+    row_sample = torch.randint(0, B, (R,), generator=g)
+    row_grid = torch.randint(1, J, (R,), generator=g)
+    s = torch.sort(torch.rand(J, dtype=torch.float64, generator=g)).values
+    return [t.to(device) for t in (x, v, targets, row_sample, row_grid, s)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("float32", [True, False])
+def test_euler_rows_rounds_like_the_reference(dtype, float32):
+    x, v, _, _, _, _ = problem(R=6, D=50, dtype=dtype)
+    ds = -torch.rand(6, dtype=torch.float64)
+    expected = torch.cat([ref.euler(x[r:r + 1], v[r:r + 1], float(ds[r]), float32) for r in range(6)])
+    assert torch.equal(euler_rows(x, v, ds, float32), expected)
+
+
+@pytest.mark.parametrize("norm", [1, 2, 1.5])
+@pytest.mark.parametrize("dtype,float32", [(torch.float32, True), (torch.bfloat16, True), (torch.bfloat16, False)])
+def test_torch_op_equals_the_oracle_pair_by_pair(norm, dtype, float32):
+    x, v, targets, row_sample, row_grid, s = problem(R=7, D=40, J=6, dtype=dtype)
+    costs = euler_costs_torch(x, v, targets, row_sample, row_grid, s, norm, float32)
+    for r in range(7):
+        for j in range(6):
+            if j >= row_grid[r]:
+                assert costs[r, j].item() == float("inf")
+                continue
+            xj = ref.euler(x[r:r + 1], v[r:r + 1], float(s[j]) - float(s[row_grid[r]]), float32)
+            expected = ref.cost(xj[0], targets[j, row_sample[r]], norm)
+            assert costs[r, j].item() == pytest.approx(expected, rel=1e-14, abs=0)
+
+
+def assert_same_costs(a, b, rel):
+    assert torch.equal(torch.isinf(a), torch.isinf(b))
+    finite = torch.isfinite(a)
+    torch.testing.assert_close(a[finite], b[finite], rtol=rel, atol=0)
+
+
+@pytest.mark.parametrize("norm", [1, 2])
+@pytest.mark.parametrize("R,D,J,B", [(1, 1, 2, 1), (13, 301, 9, 3), (40, 4099, 33, 2)])
+def test_csrc_op_equals_torch_op(norm, R, D, J, B):
+    args = problem(R, D, J, B)
+    assert_same_costs(euler_costs(*args, norm=norm, backend="csrc"), euler_costs_torch(*args, norm), 1e-13)
+
+
+def test_csrc_op_with_fewer_targets_than_grid_indices():
+    x, v, targets, row_sample, row_grid, s = problem(R=10, D=64, J=9, B=2)
+    full = euler_costs(x, v, targets, row_sample, row_grid, s, backend="csrc")
+    first = euler_costs(x, v, targets[:1], row_sample, row_grid, s, backend="csrc")
+    assert torch.equal(first, full[:, :1])
+
+
+def test_csrc_bound_only_drops_pairs_that_cannot_win():
+    x, v, targets, row_sample, row_grid, s = problem(R=30, D=5000, J=12, B=2)
+    full = euler_costs_torch(x, v, targets, row_sample, row_grid, s)
+    # bounds around the true costs: some pairs below, some above, some exactly at their bound
+    g = torch.Generator().manual_seed(1)
+    per_target = full.masked_fill(torch.isinf(full), 0).max(0).values
+    bound = per_target[None].repeat(2, 1) * torch.rand(2, 12, generator=g, dtype=torch.float64) * 1.5
+    bound[0, 0] = full[row_sample == 0, 0][0]
+    got = euler_costs(x, v, targets, row_sample, row_grid, s, backend="csrc", bound=bound)
+    limit = bound[row_sample]
+    below = full < limit
+    torch.testing.assert_close(got[below], full[below], rtol=1e-13, atol=0)
+    above = ~below & torch.isfinite(full)
+    assert torch.all(torch.isinf(got[above]) | torch.isclose(got[above], full[above], rtol=1e-13, atol=0))
+    assert torch.isinf(got[above]).any()  # the bound did stop some pairs
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("norm", [1, 2])
+@pytest.mark.parametrize("float32", [True, False])
+def test_triton_op_equals_torch_op(dtype, norm, float32):
+    # odd sizes: rows not a multiple of the row tile, targets and latent not multiples of their blocks
+    args = problem(R=11, D=300, J=21, B=3, dtype=dtype, device=DEVICE)
+    from oss_fast.ops.euler_cost_triton import euler_costs_triton
+
+    blocks = None if DEVICE == "cuda" else (4, 16, 128)  # several blocks of each kind, even interpreted
+    got = euler_costs_triton(*args, norm=norm, float32=float32, blocks=blocks)
+    assert_same_costs(got.cpu(), euler_costs_torch(*[a.cpu() for a in args], norm, float32), 1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("float32", [True, False])
+def test_triton_op_bfloat16_on_gpu(float32):
+    # (the interpreter miscomputes bfloat16 casts, so this runs on a GPU only)
+    args = problem(R=37, D=1000, J=50, B=2, dtype=torch.bfloat16, device="cuda")
+    from oss_fast.ops.euler_cost_triton import euler_costs_triton
+
+    got = euler_costs_triton(*args, norm=2, float32=float32)
+    assert_same_costs(got.cpu(), euler_costs_torch(*[a.cpu() for a in args], 2, float32), 1e-12)
+
+
+def test_forced_backend_that_cannot_run_fails_loudly(monkeypatch):
+    args = problem(dtype=torch.bfloat16)
+    monkeypatch.setenv("OSS_FAST_BACKEND", "csrc")
+    with pytest.raises(RuntimeError, match="OSS_FAST_BACKEND=csrc"):
+        euler_costs(*args)
+    monkeypatch.setenv("OSS_FAST_BACKEND", "torch")
+    assert_same_costs(euler_costs(*args), euler_costs_torch(*args), 0)
+
+
+def test_bad_inputs():
+    x, v, targets, row_sample, row_grid, s = problem()
+    with pytest.raises(ValueError, match="x and v"):
+        euler_costs(x, v[:, :5], targets, row_sample, row_grid, s)
+    with pytest.raises(ValueError, match="targets"):
+        euler_costs(x, v, targets[:, :, :5], row_sample, row_grid, s)
+    with pytest.raises(ValueError, match="row_grid"):
+        euler_costs(x, v, targets, row_sample, row_grid.int(), s)
+    with pytest.raises(ValueError, match="row_grid"):  # checked again at the csrc entry point
+        euler_costs(x, v, targets, row_sample, row_grid + 100, s, backend="csrc")
+    with pytest.raises(ValueError, match="s must"):
+        euler_costs(x, v, targets, row_sample, row_grid, s.float())
+
+
+def test_interpreter_is_on_without_gpu():
+    if DEVICE == "cpu":
+        assert os.environ.get("TRITON_INTERPRET") == "1"

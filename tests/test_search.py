@@ -1,0 +1,237 @@
+"""The fast search (drop-ins and native API) against the plain reference: integer outputs equal."""
+
+import numpy as np
+import pytest
+import torch
+
+import oss_fast
+from oss_fast import reference as ref
+from oss_fast.zoo import GaussianMixtureFlow
+
+from models import TinyConvNet
+
+SHAPE = (2, 4, 4)
+
+
+def make(kind, N, shift, B, seed=0):
+    """(model, z, cond) of a test problem: the Gaussian mixture, or a conv net with class labels."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, *SHAPE, generator=g)
+    if kind == "mixture":
+        model = GaussianMixtureFlow(shape=SHAPE, components=4, teacher_steps=N, shift=shift, seed=seed)
+        return model, z, None
+    model = TinyConvNet(channels=SHAPE[0], teacher_steps=N, shift=shift, seed=seed)
+    return model, z, torch.randint(0, 10, (B,), generator=g)
+
+
+def dropin_cases():
+    for kind in ("mixture", "convnet"):
+        for N in (7, 50):
+            for K in (1, 5, 10):
+                for B in (1, 4):
+                    for shift in (1.0, 3.0):
+                        yield kind, N, K, B, shift
+    # N = 200 is slow in the reference (one batch-1 call and a Python loop per candidate): a few
+    yield "mixture", 200, 10, 1, 3.0
+    yield "convnet", 200, 5, 4, 1.0
+
+
+@pytest.mark.parametrize("kind,N,K,B,shift", list(dropin_cases()))
+def test_dropins_equal_reference(kind, N, K, B, shift):
+    model, z, cond = make(kind, N, shift, B)
+    expected = ref.search(model, z, cond, student_steps=K, mode="compat", float32=False)
+    got = oss_fast.search_OSS(model, z, B, cond, "cpu", teacher_steps=N, student_steps=K)
+    assert got == expected
+    assert oss_fast.search_OSS_batch(model, z, B, cond, "cpu", teacher_steps=N, student_steps=K) == expected
+    assert oss_fast.cal_medium(got) == ref.median(expected)
+    x = oss_fast.infer_OSS(got[0], model, z, cond, "cpu")
+    torch.testing.assert_close(x, ref.sample(model, z, got[0], cond), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["compat", "exact", "teacher"])
+@pytest.mark.parametrize("aggregate", ["per_sample", "median", "joint"])
+@pytest.mark.parametrize("kind", ["mixture", "convnet"])
+def test_modes_and_aggregations_equal_reference(mode, aggregate, kind):
+    model, z, cond = make(kind, 30, 2.0, 3, seed=1)
+    for K in (1, 4, 30 if mode != "compat" else 33):
+        expected = ref.search(model, z, cond, student_steps=K, mode=mode, aggregate=aggregate)
+        res = oss_fast.search(model, z, cond, student_steps=K, mode=mode, aggregate=aggregate, progress=False)
+        assert (res.steps if aggregate == "per_sample" else res.schedule) == expected
+        if aggregate == "median":
+            assert res.schedule == ref.median(res.steps)
+
+
+@pytest.mark.parametrize("objective", ["sum", "max"])
+def test_teacher_objectives_equal_reference(objective):
+    model, z, cond = make("mixture", 40, 3.0, 2)
+    for aggregate in ("per_sample", "joint"):
+        expected = ref.search(model, z, cond, student_steps=6, mode="teacher", aggregate=aggregate, objective=objective)
+        res = oss_fast.search(model, z, cond, student_steps=6, mode="teacher", aggregate=aggregate,
+                              objective=objective, progress=False)
+        assert (res.steps if aggregate == "per_sample" else res.schedule) == expected
+
+
+def test_exact_free_start_equals_reference():
+    model, z, cond = make("convnet", 25, 1.0, 2)
+    for aggregate in ("per_sample", "joint"):
+        expected = ref.search(model, z, cond, student_steps=5, mode="exact", aggregate=aggregate, free_start=True)
+        res = oss_fast.search(model, z, cond, student_steps=5, mode="exact", aggregate=aggregate, free_start=True,
+                              progress=False)
+        assert (res.steps if aggregate == "per_sample" else res.schedule) == expected
+
+
+@pytest.mark.parametrize("norm", [1, 2])
+def test_video_dropin_with_channel_and_frame_selection(norm):
+    model = GaussianMixtureFlow(shape=(4, 7, 3, 3), components=3, teacher_steps=20, seed=2)
+    z = model.noise(2, seed=3)
+    for frames, channels in (("3", "2"), ("all", "all"), ("7", "1")):
+        expected = ref.search(model, z, student_steps=4, mode="compat", norm=norm, channels=channels,
+                              frames=frames)[0]
+        got = oss_fast.search_OSS_video(model, z, 2, None, "cpu", teacher_steps=20, student_steps=4, norm=norm,
+                                        frame_type=frames, channel_type=channels)
+        assert got == expected
+
+
+def test_random_channels_per_level_equal_reference():
+    model = GaussianMixtureFlow(shape=(6, 4, 2, 2), components=3, teacher_steps=15, seed=4)
+    z = model.noise(2, seed=5)
+    for mode in ("compat", "exact"):
+        expected = ref.search(model, z, student_steps=4, mode=mode, channels=3, random_channels=True, seed=9)
+        res = oss_fast.search(model, z, student_steps=4, mode=mode, aggregate="per_sample", channels=3,
+                              random_channels=True, seed=9, progress=False)
+        assert res.steps == expected
+    np.random.seed(0)
+    a = oss_fast.search_OSS_video(model, z, 2, None, "cpu", 15, 4, channel_type="3", random_channel=True)
+    np.random.seed(0)
+    assert oss_fast.search_OSS_video(model, z, 2, None, "cpu", 15, 4, channel_type="3", random_channel=True) == a
+
+
+@pytest.mark.parametrize("float32", [True, False])
+def test_bfloat16_latents_equal_reference(float32):
+    model, _, _ = make("mixture", 20, 2.0, 2)
+    z = model.noise(2, seed=6, dtype=torch.bfloat16)
+    for mode in ("compat", "exact"):
+        expected = ref.search(model, z, student_steps=4, mode=mode, float32=float32)
+        res = oss_fast.search(model, z, student_steps=4, mode=mode, aggregate="per_sample", float32=float32,
+                              progress=False)
+        assert res.steps == expected
+
+
+def test_chunk_size_and_backend_do_not_change_the_answer(monkeypatch):
+    model, z, cond = make("convnet", 40, 1.0, 3, seed=7)
+    answers = set()
+    for max_batch in (1, 3, 7, 200):
+        res = oss_fast.search(model, z, cond, student_steps=6, mode="compat", aggregate="per_sample",
+                              max_batch=max_batch, progress=False)
+        answers.add(str(res.steps))
+    monkeypatch.setenv("OSS_FAST_BACKEND", "torch")
+    res = oss_fast.search(model, z, cond, student_steps=6, mode="compat", aggregate="per_sample", progress=False)
+    assert res.stats.cost_backend == "torch"
+    answers.add(str(res.steps))
+    assert len(answers) == 1
+
+
+def test_compat_skips_unchanged_candidates():
+    model, z, cond = make("mixture", 50, 1.0, 4, seed=8)
+    K = 10
+    res = oss_fast.search(model, z, cond, student_steps=K, mode="compat", aggregate="per_sample", progress=False)
+    assert res.stats.rows_per_level[0] == 4 * 50
+    assert res.stats.candidate_rows / 4 < K * 50
+    assert res.stats.teacher_calls == 50
+
+
+class PerSampleScale:
+    """Velocity of a mixture times a per-sample kwarg: wrong if kwargs do not follow the rows."""
+
+    per_sample_kwargs = ("scale",)
+
+    def __init__(self, N=12):
+        self.inner = GaussianMixtureFlow(shape=SHAPE, components=3, teacher_steps=N, seed=3)
+        self.fm_steps = self.inner.fm_steps
+
+    def __call__(self, x, t, cond, kwargs):
+        assert kwargs["scale"].shape[0] == x.shape[0]
+        return self.inner(x, t) * kwargs["scale"][:, None, None, None] * kwargs["shared"]
+
+
+def test_per_sample_kwargs_follow_the_rows():
+    model = PerSampleScale()
+    z = model.inner.noise(3, seed=1)
+    kwargs = {"scale": torch.tensor([0.5, 1.0, 1.5]), "shared": 0.9}
+    expected = ref.search(model, z, student_steps=3, mode="compat", model_kwargs=kwargs)
+    res = oss_fast.search(model, z, student_steps=3, mode="compat", aggregate="per_sample", model_kwargs=kwargs,
+                          max_batch=5, progress=False)
+    assert res.steps == expected
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+class NonIncreasing:
+    fm_steps = torch.tensor([0.0, 0.5, 0.4, 1.0])
+
+    def __call__(self, x, t, cond, kwargs):
+        raise AssertionError("no model call may happen before validation")
+
+
+def test_bad_inputs_raise_before_any_model_call():
+    model, z, cond = make("mixture", 10, 1.0, 2)
+    cases = [
+        dict(student_steps=0),
+        dict(student_steps=11, mode="exact"),
+        dict(student_steps=11, mode="teacher"),
+        dict(student_steps=3, mode="fast"),
+        dict(student_steps=3, aggregate="mean"),
+        dict(student_steps=3, objective="min"),
+        dict(student_steps=3, norm=0),
+        dict(student_steps=3, channels=9),
+        dict(student_steps=3, frames=0),
+        dict(student_steps=3, max_batch=0),
+        dict(student_steps=3, free_start=True, mode="compat"),
+        dict(student_steps=3, teacher_steps=11),
+    ]
+    for kwargs in cases:
+        with pytest.raises(ValueError):
+            oss_fast.search(model, z, **kwargs)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        oss_fast.search(NonIncreasing(), torch.zeros(1, 2), student_steps=2)
+    with pytest.raises(ValueError, match="batch"):
+        oss_fast.search(model, z, torch.tensor([1, 2, 3]), student_steps=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        oss_fast.search_OSS(model, z, 3, None, "cpu", teacher_steps=10, student_steps=2)
+    with pytest.raises(ValueError, match="per-sample"):
+        oss_fast.search(PerSampleScale(), z, student_steps=2, model_kwargs={"scale": torch.ones(3), "shared": 1.0})
+
+
+def test_nan_from_the_model_names_level_and_grid_index():
+    inner, z, _ = make("mixture", 10, 1.0, 2)
+
+    class NanAt:
+        fm_steps = inner.fm_steps
+
+        def __init__(self, after_calls):
+            self.calls, self.after = 0, after_calls
+
+        def __call__(self, x, t, cond, kwargs):
+            self.calls += 1
+            v = inner(x, t)
+            if self.calls > self.after:
+                v[t == 7] = float("nan")
+            return v
+
+    with pytest.raises(FloatingPointError, match="teacher rollout at grid index 7"):
+        oss_fast.search(NanAt(0), z, student_steps=2, progress=False)
+    with pytest.raises(FloatingPointError, match="at level 0 at grid index 7"):
+        oss_fast.search(NanAt(10), z, student_steps=2, mode="compat", progress=False)
+
+
+# ----------------------------------------------------------------------------- GPU
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["compat", "exact", "teacher"])
+def test_search_on_gpu_equals_reference(mode):
+    model = GaussianMixtureFlow(shape=(4, 16, 16), components=4, teacher_steps=60, shift=3.0, seed=1, device="cuda")
+    z = model.noise(3, seed=2)
+    expected = ref.search(model, z, student_steps=6, mode=mode, aggregate="per_sample")
+    res = oss_fast.search(model, z, student_steps=6, mode=mode, aggregate="per_sample", progress=False)
+    assert res.stats.cost_backend == "triton"
+    assert res.steps == expected
