@@ -1,8 +1,9 @@
 """oss_fast against the published search loops, measured in one run on one machine (DESIGN §5).
 
-Cases (issue 3):
-  a  GaussianMixtureFlow(shape=(4, 32, 32)), N=200, K=10, B=4 (mode compat)
-  b  a tiny random diffusers DiTTransformer2DModel (latent 4x16x16), N=100, K=10, B=4
+Cases (issue 3), all in mode compat:
+  a   GaussianMixtureFlow(shape=(4, 32, 32)), N=200, K=10, B=4
+  b   a tiny random diffusers DiTTransformer2DModel (latent 4x16x16), N=100, K=10, B=4
+  xl  a DiT-XL/2-sized random transformer in bfloat16 (latent 4x32x32), N=100, K=10, B=2 (GPU)
 
 Each method runs in a fresh process (so its peak memory is its own) and reports its total time,
 the time spent inside model calls, the number of model calls and rows, and the process's peak
@@ -30,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 CASES = {
     "a": dict(model="mixture", N=200, K=10, B=4),
     "b": dict(model="dit", N=100, K=10, B=4),
+    "xl": dict(model="dit-xl", N=100, K=10, B=2),
 }
 METHODS = ("oss_fast", "search_OSS_batch-style", "search_OSS-style")
 
@@ -80,9 +82,15 @@ def build(case: str, device: str):
 
         model = GaussianMixtureFlow(shape=(4, 32, 32), teacher_steps=spec["N"], device=device)
         return model, model.noise(spec["B"], seed=0).to(device), None
+    labels = torch.randint(0, 1000, (spec["B"],), generator=g).to(device)
+    if spec["model"] == "dit-xl":
+        from dit_xl import DiTXLVelocity
+
+        z = torch.randn(spec["B"], 4, 32, 32, generator=g).to(device, torch.bfloat16)
+        return DiTXLVelocity(spec["N"], device), z, labels
     model = TinyDiTVelocity(spec["N"], device)
     z = torch.randn(spec["B"], 4, 16, 16, generator=g).to(device)
-    return model, z, torch.randint(0, 1000, (spec["B"],), generator=g).to(device)
+    return model, z, labels
 
 
 def run_method(case: str, method: str, device: str, max_batch: int):
@@ -116,7 +124,7 @@ def measure(case, method, device, max_batch):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", default=["a", "b"], choices=list(CASES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-batch", type=int, default=64, help="rows per model call for oss_fast")
