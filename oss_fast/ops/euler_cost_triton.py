@@ -1,11 +1,13 @@
 """Triton kernel of the fused Euler-jump cost (see euler_cost.py for the definition).
 
-One program owns a tile of BR candidate rows of one sample and BJ targets and walks the latent in
-blocks of BD: the rows' states and velocities are loaded once per block and reused for all BJ
-targets, each target block once for all BR rows. Inputs are loaded in their storage dtype and
-computed in float32 (the Euler update rounded back to the latent's dtype where the reference
-rounds), the squares summed in float64. FMA contraction is disabled so `x + v * ds` rounds twice,
-as torch does.
+A program owns a tile of BR candidate rows of one sample, BJ targets and one slice of the latent;
+it walks its slice BD elements at a time, reusing each load of the rows' states and velocities for
+BJ targets and each load of a target block for BR rows, and accumulates elementwise in float64
+registers, reducing over the latent once at the end. Slices of the latent go to different programs
+(grid axis 2) so that even a handful of rows fills the GPU; their partial sums are added in a fixed
+order afterwards, so results are deterministic. Inputs are loaded in their storage dtype and
+computed in float32, the Euler update rounded back to the latent's dtype where the reference
+rounds; FMA contraction is disabled so that `x + v * ds` rounds twice, as torch does.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import triton.language as tl
 
 
 @triton.jit
-def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid_ptr, s_ptr, out_ptr,
-                       D, J, B,
+def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid_ptr, s_ptr, part_ptr,
+                       R, D, J, B, slice_len,
                        NORM: tl.constexpr, FLOAT32: tl.constexpr, ROUND: tl.constexpr,
                        BR: tl.constexpr, BJ: tl.constexpr, BD: tl.constexpr):
     tile = tl.program_id(0)
     jb = tl.program_id(1)
+    part = tl.program_id(2)
     xdt = x_ptr.dtype.element_ty
     rows = tl.load(tile_rows_ptr + tile * BR + tl.arange(0, BR))
     valid_r = rows >= 0
@@ -34,12 +37,14 @@ def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid
     valid_j = j < J
     s_i = tl.load(s_ptr + gi)  # grid indices may exceed J: s holds the whole grid
     s_j = tl.load(s_ptr + j, mask=valid_j, other=0.0)
-    ds = (s_j[None, :] - s_i[:, None]).to(tl.float32)                      # [BR, BJ]
-    acc = tl.zeros((BR, BJ), dtype=tl.float64)
+    ds = (s_j[None, :] - s_i[:, None]).to(tl.float32)[:, :, None]          # [BR, BJ, 1]
+    acc = tl.zeros((BR, BJ, BD), dtype=tl.float64)
+    d_begin = part * slice_len
+    d_end = tl.minimum(d_begin + slice_len, D)
     if jb * BJ < tl.minimum(tl.max(gi, axis=0), J):  # some target of this block is reachable
-        for d0 in range(0, D, BD):
+        for d0 in range(d_begin, d_end, BD):
             d = d0 + tl.arange(0, BD)
-            dm = d < D
+            dm = d < d_end
             rm = valid_r[:, None] & dm[None, :]
             xr = tl.load(x_ptr + rows[:, None] * D + d[None, :], mask=rm, other=0.0).to(tl.float32)
             vr = tl.load(v_ptr + rows[:, None] * D + d[None, :], mask=rm, other=0.0)
@@ -49,7 +54,7 @@ def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid
                 vr = vr.to(xdt).to(tl.float32)
             t = tl.load(t_ptr + (j[:, None] * B + b) * D + d[None, :],
                         mask=valid_j[:, None] & dm[None, :], other=0.0).to(tl.float32)
-            prod = vr[:, None, :] * ds[:, :, None]                          # [BR, BJ, BD]
+            prod = vr[:, None, :] * ds                                      # [BR, BJ, BD]
             if ROUND and not FLOAT32:
                 prod = prod.to(xdt).to(tl.float32)
             xj = xr[:, None, :] + prod
@@ -57,50 +62,54 @@ def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid
                 xj = xj.to(xdt).to(tl.float32)
             e = (xj - t[None, :, :]).to(tl.float64)
             if NORM == 2:
-                e = e * e
+                acc += e * e
             else:
-                e = tl.abs(e)
-            acc += tl.sum(e, axis=2)
-    keep = (j[None, :] < gi[:, None]) & valid_j[None, :]
-    cost = tl.where(keep, acc / D, float("inf"))
-    tl.store(out_ptr + rows[:, None] * J + j[None, :], cost, mask=valid_r[:, None] & valid_j[None, :])
+                acc += tl.abs(e)
+    total = tl.sum(acc, axis=2)
+    tl.store(part_ptr + (part * R + rows[:, None]) * J + j[None, :], total,
+             mask=valid_r[:, None] & valid_j[None, :])
 
 
 def row_tiles(row_sample: torch.Tensor, rows_per_tile: int):
-    """Tiles of up to rows_per_tile row indices sharing one sample (-1 padded), and their samples."""
+    """Tiles of rows_per_tile row indices, each of one sample (-1 padded), and the tiles' samples."""
     samples = row_sample.cpu()
-    order = torch.argsort(samples, stable=True)
     tiles, tile_sample = [], []
-    start = 0
-    while start < len(order):
-        b = samples[order[start]].item()
-        stop = start
-        while stop < len(order) and stop - start < rows_per_tile and samples[order[stop]].item() == b:
-            stop += 1
-        tile = order[start:stop].tolist()
-        tiles.append(tile + [-1] * (rows_per_tile - len(tile)))
-        tile_sample.append(b)
-        start = stop
+    for b in torch.unique(samples).tolist():
+        rows = (samples == b).nonzero()[:, 0]
+        pad = (-len(rows)) % rows_per_tile
+        rows = torch.cat([rows, torch.full((pad,), -1, dtype=rows.dtype)]).reshape(-1, rows_per_tile)
+        tiles.append(rows)
+        tile_sample += [b] * rows.shape[0]
     device = row_sample.device
-    return (torch.tensor(tiles, dtype=torch.int64, device=device).reshape(-1, rows_per_tile),
-            torch.tensor(tile_sample, dtype=torch.int64, device=device))
+    return (torch.cat(tiles).to(device), torch.tensor(tile_sample, dtype=torch.int64, device=device))
 
 
-def default_blocks(D: int, J: int):
-    """(BR, BJ, BD). The interpreter runs each program op by op in numpy: there, fewer bigger blocks."""
+def default_config(D: int):
+    """(BR, BJ, BD, num_warps). The interpreter runs each program op by op in numpy: there, fewer,
+    bigger blocks. On a GPU the float64 accumulator BR x BJ x BD must stay in registers."""
     if os.environ.get("TRITON_INTERPRET") == "1":
-        return 8, min(64, triton.next_power_of_2(J)), min(1024, triton.next_power_of_2(D))
-    return 4, 16, min(64, triton.next_power_of_2(D))
+        return 8, 64, min(512, triton.next_power_of_2(D)), 4
+    return 16, 16, 8, 4
 
 
-def euler_costs_triton(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, blocks=None):
+def euler_costs_triton(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, blocks=None, slices=None):
+    """blocks (BR, BJ, BD) and slices (of the latent) default to a choice for the device."""
     R, D = x.shape
     J, B, _ = targets.shape
-    BR, BJ, BD = blocks or default_blocks(D, J)
+    BR, BJ, BD, warps = default_config(D) if blocks is None else (*blocks, 4)
     tiles, tile_sample = row_tiles(row_sample, BR)
-    out = torch.empty((R, J), dtype=torch.float64, device=x.device)
-    grid = (tiles.shape[0], triton.cdiv(J, BJ))
-    _euler_cost_kernel[grid](x, v, targets, tiles, tile_sample, row_grid, s, out, D, J, B,
+    programs = tiles.shape[0] * triton.cdiv(J, BJ)
+    # enough latent slices for ~4 programs per streaming multiprocessor, each slice >= 64 steps of BD
+    if slices is None:
+        sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 1
+        slices = max(1, min(triton.cdiv(4 * sms, programs), D // (64 * BD)))
+    slice_len = triton.cdiv(triton.cdiv(D, slices), BD) * BD
+    slices = triton.cdiv(D, slice_len)
+    part = torch.zeros((slices, R, J), dtype=torch.float64, device=x.device)
+    grid = (tiles.shape[0], triton.cdiv(J, BJ), slices)
+    _euler_cost_kernel[grid](x, v, targets, tiles, tile_sample, row_grid, s, part, R, D, J, B, slice_len,
                              NORM=int(norm), FLOAT32=bool(float32), ROUND=x.dtype != torch.float32,
-                             BR=BR, BJ=BJ, BD=BD, enable_fp_fusion=False)
-    return out
+                             BR=BR, BJ=BJ, BD=BD, num_warps=warps, enable_fp_fusion=False)
+    costs = part.sum(0) / D
+    reachable = torch.arange(J, device=x.device)[None, :] < row_grid[:, None]
+    return costs.masked_fill_(~reachable, float("inf"))
