@@ -129,6 +129,7 @@ def run_method(case: str, method: str, device: str, max_batch: int | None):
         res = oss_fast.search(meter, z, cond, student_steps=K, mode="compat", aggregate="per_sample",
                               float32=False, max_batch=max_batch, progress=False)
         steps, candidate_rows = res.steps, res.stats.candidate_rows
+        print(f"oss_fast stats: {res.stats.summary()}", flush=True)
     elif method == "search_OSS-style":
         steps = search_oss_style(meter, z, cond, K)
     else:

@@ -19,7 +19,8 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+# Sizes that change from level to level are not specialised on, so a search compiles the kernel once.
+@triton.jit(do_not_specialize=["R", "J", "slice_len"])
 def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid_ptr, s_ptr, part_ptr,
                        R, D, J, B, slice_len,
                        NORM: tl.constexpr, FLOAT32: tl.constexpr, ROUND: tl.constexpr,
@@ -92,11 +93,15 @@ def default_config(D: int):
     return 16, 16, 8, 4
 
 
-def euler_costs_triton(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, blocks=None, slices=None):
-    """blocks (BR, BJ, BD) and slices (of the latent) default to a choice for the device."""
+def euler_costs_triton(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, blocks=None, slices=None,
+                       num_warps=None):
+    """blocks (BR, BJ, BD), slices (of the latent) and num_warps default to a choice for the device."""
     R, D = x.shape
     J, B, _ = targets.shape
-    BR, BJ, BD, warps = default_config(D) if blocks is None else (*blocks, 4)
+    BR, BJ, BD, warps = default_config(D)
+    if blocks is not None:
+        BR, BJ, BD = blocks
+    warps = num_warps or warps
     tiles, tile_sample = row_tiles(row_sample, BR)
     programs = tiles.shape[0] * triton.cdiv(J, BJ)
     # enough latent slices for ~4 programs per streaming multiprocessor, each slice >= 64 steps of BD
