@@ -5,7 +5,8 @@ Cases (issue 3), all in mode compat:
   b   a tiny random diffusers DiTTransformer2DModel (latent 4x16x16), N=100, K=10, B=4
   xl  a DiT-XL/2-sized random transformer in bfloat16 (latent 4x32x32), N=100, K=10, B=2 (GPU)
 
-Each method runs in a fresh process (so its peak memory is its own), warmed up by one model call
+Each method runs in a fresh process (so its peak memory is its own), `--repeat` times (the run
+with the median total time is reported), warmed up by one model call
 per batch size it uses (and one cost op, which compiles the Triton kernel), and reports its total time,
 the time spent inside model calls, the number of model calls and rows (padding included), and the process's peak
 resident memory (peak GPU memory on CUDA). Printed: the speed-up of oss_fast over each baseline,
@@ -111,7 +112,7 @@ def warm_up(model, z, cond, batch_sizes):
         torch.cuda.synchronize()
 
 
-def run_method(case: str, method: str, device: str, max_batch: int | None):
+def run_method(case: str, method: str, device: str, max_batch: int | None, repeat: int):
     import oss_fast
     from baselines import search_oss_batch_style, search_oss_style
 
@@ -120,30 +121,36 @@ def run_method(case: str, method: str, device: str, max_batch: int | None):
     K, N = CASES[case]["K"], CASES[case]["N"]
     max_batch = max_batch or CASES[case]["max_batch"]
     warm_up(model, z, cond, {1, z.shape[0], N, max_batch})
-    meter = CallMeter(model)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    begin = time.perf_counter()
-    candidate_rows = None
-    if method == "oss_fast":
-        res = oss_fast.search(meter, z, cond, student_steps=K, mode="compat", aggregate="per_sample",
-                              float32=False, max_batch=max_batch, progress=False)
-        steps, candidate_rows = res.steps, res.stats.candidate_rows
-        print(f"oss_fast stats: {res.stats.summary()}", flush=True)
-    elif method == "search_OSS-style":
-        steps = search_oss_style(meter, z, cond, K)
-    else:
-        steps = search_oss_batch_style(meter, z, cond, K)
-    total = time.perf_counter() - begin
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return dict(steps=steps, total=total, model=meter.seconds, calls=meter.calls, rows=meter.rows, peak=peak,
-                candidate_rows=candidate_rows)
+    runs = []
+    for _ in range(repeat):
+        meter = CallMeter(model)
+        candidate_rows = None
+        begin = time.perf_counter()
+        if method == "oss_fast":
+            res = oss_fast.search(meter, z, cond, student_steps=K, mode="compat", aggregate="per_sample",
+                                  float32=False, max_batch=max_batch, progress=False)
+            steps, candidate_rows = res.steps, res.stats.candidate_rows
+        elif method == "search_OSS-style":
+            steps = search_oss_style(meter, z, cond, K)
+        else:
+            steps = search_oss_batch_style(meter, z, cond, K)
+        total = time.perf_counter() - begin
+        runs.append(dict(steps=steps, total=total, model=meter.seconds, calls=meter.calls, rows=meter.rows,
+                         candidate_rows=candidate_rows))
+        if method == "oss_fast":
+            print(f"oss_fast stats: {res.stats.summary()}", flush=True)
+    median = sorted(runs, key=lambda r: r["total"])[len(runs) // 2]
+    median["peak"] = (torch.cuda.max_memory_allocated() if device == "cuda"
+                      else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    median["all_totals"] = [r["total"] for r in runs]
+    return median
 
 
-def measure(case, method, device, max_batch):
+def measure(case, method, device, max_batch, repeat):
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(run_method, case, method, device, max_batch).result()
+        return pool.submit(run_method, case, method, device, max_batch, repeat).result()
 
 
 def main(argv=None):
@@ -153,13 +160,14 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-batch", type=int, default=None,
                         help="rows per model call for oss_fast (default: the case's, 64 or 100)")
+    parser.add_argument("--repeat", type=int, default=3, help="searches per method; the median is reported")
     args = parser.parse_args(argv)
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"# machine: {where}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
     for case in args.cases:
         spec = CASES[case]
         print(f"\ncase {case}: {spec}")
-        results = {m: measure(case, m, args.device, args.max_batch) for m in args.methods}
+        results = {m: measure(case, m, args.device, args.max_batch, args.repeat) for m in args.methods}
         memory = "peak GPU MiB" if args.device == "cuda" else "peak RSS MiB"
         print(f"{'method':24} {'total s':>9} {'model s':>9} {'total/model':>11} {'calls':>7} {'rows':>7} {memory:>13} {'speed-up':>9}")
         ours = results.get("oss_fast")
