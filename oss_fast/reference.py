@@ -89,6 +89,7 @@ def cost(x: torch.Tensor, target: torch.Tensor, norm: float, channels=None, fram
     return float(e.sum()) / e.numel()
 
 
+@torch.no_grad()
 def teacher(model, z, cond=None, model_kwargs=None, float32=True):
     """Teacher rollout: T[N] = z, T[i-1] = T[i] + v(T[i], i) * (s[i-1] - s[i]). Returns (T, V)."""
     s = grid(model)
@@ -197,6 +198,7 @@ def _check(model, z, student_steps, mode, aggregate):
     return N
 
 
+@torch.no_grad()
 def search(model, z, cond=None, *, student_steps, mode="compat", aggregate="per_sample", norm=2,
            channels="all", frames="all", random_channels=False, seed=0, float32=True,
            model_kwargs=None, free_start=False, objective="sum"):
@@ -281,6 +283,7 @@ def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, floa
     return traceback(from_, K)
 
 
+@torch.no_grad()
 def sample(model, z, steps, cond=None, *, float32=True, model_kwargs=None, max_amp=None, min_amp=None):
     """Euler along [0] + steps from the last index down (DESIGN §3.4), with optional amplitude
     calibration: before each call, each sample's 5% and 95% quantiles are mapped affinely onto

@@ -1,0 +1,42 @@
+"""What every wrapper shares: the velocity interface of DESIGN §2 and the guidance helpers."""
+
+from __future__ import annotations
+
+import torch
+
+
+class VelocityWrapper:
+    """A model seen as `wrapper(x, t, cond, kwargs) -> v` on the grid `fm_steps`.
+
+    t holds grid indices, one per row; rows of one call may belong to different samples and grid
+    indices. per_sample_kwargs names the kwargs whose first dimension follows the samples (the
+    search gathers them per row); cond always does.
+    """
+
+    fm_steps: torch.Tensor
+    per_sample_kwargs: tuple = ()
+
+    def __call__(self, x, t, cond, kwargs):
+        raise NotImplementedError
+
+
+def repeat_rows(value, rows: int):
+    """A shared input (first dimension 1, or a list of one) repeated for `rows` rows."""
+    if isinstance(value, (list, tuple)):
+        return list(value) * rows if len(value) == 1 else list(value)
+    if value.shape[0] == rows:
+        return value
+    return value[:1].expand(rows, *value.shape[1:])
+
+
+def guided(cond_pred: torch.Tensor, uncond_pred: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: uncond + scale * (cond - uncond)."""
+    return uncond_pred + scale * (cond_pred - uncond_pred)
+
+
+def grid_from_descending(timesteps, num_timesteps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(model timesteps ascending with 0 first, fm_steps = those / num_timesteps) from a
+    scheduler's descending timesteps that exclude the final 0 (the published wrappers' rule)."""
+    timesteps = torch.as_tensor(timesteps).reshape(-1)
+    ascending = torch.flip(torch.cat([timesteps, torch.zeros_like(timesteps[:1])]), dims=[0])
+    return ascending, ascending / num_timesteps

@@ -1,0 +1,92 @@
+"""FLUX (flow matching on packed latents) as a velocity on the pipeline's shifted sigma grid.
+
+* `FluxWrapper(model, timesteps, num_timesteps)` — the published wrapper's arguments: the
+  transformer and the scheduler's descending timesteps (sigma * 1000, without the final 0).
+* `FluxWrapper.from_pipeline(pipe, teacher_steps, height, width)` — the grid a FluxPipeline would
+  use for teacher_steps steps: sigmas linspace(1, 1/N, N) shifted by the scheduler with the dynamic
+  mu of the image sequence length (calculate_shift), then 0.
+
+The transformer gets `timestep = sigma` (it multiplies by 1000 itself) and, through the search's
+model_kwargs, the packed-latent inputs; `flux_inputs` builds them. Its output is the flow velocity
+(noise - data), which is what the search integrates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import VelocityWrapper, grid_from_descending
+from .compile import maybe_compile
+
+
+def calculate_shift(image_seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096,
+                    base_shift: float = 0.5, max_shift: float = 1.15) -> float:
+    """FLUX's dynamic shift mu: linear in the image sequence length."""
+    slope = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    return image_seq_len * slope + base_shift - slope * base_seq_len
+
+
+def flux_timesteps(scheduler, teacher_steps: int, image_seq_len: int) -> torch.Tensor:
+    """The descending timesteps a FluxPipeline would sample with for teacher_steps steps."""
+    config = scheduler.config
+    mu = calculate_shift(image_seq_len, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
+                         config.get("base_shift", 0.5), config.get("max_shift", 1.15))
+    sigmas = np.linspace(1.0, 1 / teacher_steps, teacher_steps)
+    scheduler.set_timesteps(sigmas=sigmas, mu=mu, device="cpu")
+    return scheduler.timesteps.clone()
+
+
+def pack_latents(latents: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, (H/2)(W/2), 4C], FLUX's 2x2 patch packing."""
+    B, C, H, W = latents.shape
+    x = latents.view(B, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(B, (H // 2) * (W // 2), C * 4)
+
+
+def latent_image_ids(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Position ids [(H/2)(W/2), 3] of packed latents with H, W the latent (not pixel) size."""
+    ids = torch.zeros(height // 2, width // 2, 3)
+    ids[..., 1] += torch.arange(height // 2)[:, None]
+    ids[..., 2] += torch.arange(width // 2)[None, :]
+    return ids.reshape(-1, 3).to(device=device, dtype=dtype)
+
+
+def flux_inputs(prompt_embeds, pooled_prompt_embeds, latent_height: int, latent_width: int,
+                guidance_scale: float | None = 3.5) -> dict:
+    """model_kwargs for a search: per-sample embeddings and guidance, shared position ids."""
+    B = prompt_embeds.shape[0]
+    device, dtype = prompt_embeds.device, prompt_embeds.dtype
+    kwargs = dict(encoder_hidden_states=prompt_embeds, pooled_projections=pooled_prompt_embeds,
+                  txt_ids=torch.zeros(prompt_embeds.shape[1], 3, device=device, dtype=dtype),
+                  img_ids=latent_image_ids(latent_height, latent_width, device, dtype),
+                  joint_attention_kwargs=None, return_dict=False)
+    if guidance_scale is not None:
+        kwargs["guidance"] = torch.full((B,), guidance_scale, device=device, dtype=torch.float32)
+    return kwargs
+
+
+class FluxWrapper(VelocityWrapper):
+    per_sample_kwargs = ("encoder_hidden_states", "pooled_projections", "guidance")
+
+    def __init__(self, model, timesteps, num_timesteps: float = 1000, *, compile: bool = False):
+        self.model = maybe_compile(model, compile)
+        self.time_steps, self.fm_steps = grid_from_descending(timesteps, num_timesteps)
+        self.num_timesteps = num_timesteps
+
+    @classmethod
+    def from_pipeline(cls, pipe, teacher_steps: int, height: int | None = None, width: int | None = None,
+                      compile: bool = False):
+        """The transformer and scheduler of a FluxPipeline (or anything with .transformer,
+        .scheduler and .vae_scale_factor); height/width in pixels (default: the pipeline's)."""
+        factor = getattr(pipe, "vae_scale_factor", 8)
+        height = height or getattr(pipe, "default_sample_size", 128) * factor
+        width = width or getattr(pipe, "default_sample_size", 128) * factor
+        image_seq_len = (height // (factor * 2)) * (width // (factor * 2))
+        timesteps = flux_timesteps(pipe.scheduler, teacher_steps, image_seq_len)
+        return cls(pipe.transformer, timesteps, pipe.scheduler.config.num_train_timesteps, compile=compile)
+
+    def __call__(self, x, t, cond, kwargs):
+        timestep = self.time_steps.to(x.device)[t].to(x.dtype) / self.num_timesteps
+        out = self.model(hidden_states=x, timestep=timestep, **kwargs)
+        return out[0] if isinstance(out, (tuple, list)) else out.sample
