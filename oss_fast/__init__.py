@@ -6,6 +6,7 @@ from . import _C
 from .api import SearchResult, sample, search
 from .dropin import cal_medium, infer_OSS, search_OSS, search_OSS_batch, search_OSS_video
 from .engine.search import SearchStats
+from .schedule import Schedule
 
 __version__ = _C.build_info()["version"]
 
@@ -30,5 +31,5 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["build_info", "search", "sample", "SearchResult", "SearchStats", "search_OSS", "search_OSS_batch",
+__all__ = ["build_info", "search", "sample", "Schedule", "SearchResult", "SearchStats", "search_OSS", "search_OSS_batch",
            "search_OSS_video", "infer_OSS", "cal_medium", "__version__"]

@@ -70,6 +70,9 @@ class DiTWrapper(VelocityWrapper):
         self.fm_steps = torch.cat([torch.zeros(1, dtype=torch.float64), sigma / (alpha + sigma)]).to(device)
         self.y_null = class_emb_null
         self.input_eps = input_eps
+        # for Schedule: the network's timestep at each grid index, and how sigmas map to schedulers'
+        self.model_timesteps = torch.cat([torch.zeros(1, dtype=torch.long), self.timestep_map.cpu()])
+        self.parameterization = "ddpm"
 
     @classmethod
     def from_diffusers(cls, transformer, scheduler, teacher_steps: int, guidance_scale: float = 4.0,

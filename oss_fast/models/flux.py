@@ -72,6 +72,7 @@ class FluxWrapper(VelocityWrapper):
     def __init__(self, model, timesteps, num_timesteps: float = 1000, *, compile: bool = False):
         self.model = maybe_compile(model, compile)
         self.time_steps, self.fm_steps = grid_from_descending(timesteps, num_timesteps)
+        self.model_timesteps = self.time_steps  # the network's timestep at each grid index
         self.num_timesteps = num_timesteps
 
     @classmethod

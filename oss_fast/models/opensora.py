@@ -56,6 +56,7 @@ class OpenSoraWrapper(VelocityWrapper):
         first = [float(torch.as_tensor(t).reshape(-1)[0]) for t in timesteps]  # the list holds [B] tensors
         self.timesteps = torch.tensor([0.0] + first[::-1], dtype=torch.float64)
         self.fm_steps = self.timesteps / num_timesteps
+        self.model_timesteps = self.timesteps
         self.mask_t = mask_t
 
     @classmethod

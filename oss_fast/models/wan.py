@@ -45,6 +45,7 @@ class WanWrapper(VelocityWrapper):
         # the native API takes lists: compile its repeated blocks rather than the whole forward
         self.model = maybe_compile(model, compile) if self.diffusers_api else maybe_compile_blocks(model, compile)
         self.time_steps, self.fm_steps = grid_from_descending(timesteps, num_timesteps)
+        self.model_timesteps = self.time_steps  # the network's timestep at each grid index
         self.context_null = context_null
         self.guide_scale = guide_scale
 

@@ -1,0 +1,293 @@
+"""Schedule: a searched step schedule you keep, reuse and hand to diffusers.
+
+A schedule is K steps: grid indices of the model's grid (ascending; the last is where sampling
+starts) and their flow times, the sigmas (descending, ending at 0). It saves to JSON with what
+produced it, interpolates to other step counts, samples, and exports to diffusers:
+
+* schedulers with flow sigmas (FlowMatchEulerDiscreteScheduler: FLUX, SD3; UniPCMultistepScheduler
+  with use_flow_sigmas: Wan) get the sigmas *before* the scheduler re-applies its shift, so that
+  the scheduler ends at exactly the schedule's sigmas;
+* DDPM-family models (DiT, parameterization "ddpm") map flow time s to the variance-exploding sigma
+  s / (1 - s) for EulerDiscreteScheduler (Euler in that sigma is the same sampler as Euler in s), or
+  to their network timesteps for schedulers taking `timesteps` (DDPM, DPM-Solver).
+
+`to_diffusers(pipe)` returns the call arguments for pipelines that take them (FluxPipeline's
+`sigmas`); `applied(pipe)` is a context manager for those that do not (WanPipeline, DiTPipeline):
+inside it, the pipeline's scheduler sets the schedule's steps whatever step count it is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import inspect
+import json
+import math
+
+import numpy as np
+import torch
+
+FORMAT = "oss_fast.schedule/1"
+PARAMETERIZATIONS = ("flow", "ddpm")
+
+
+def _floats(values) -> list[float]:
+    if isinstance(values, (torch.Tensor, np.ndarray)):
+        return [float(v) for v in values.reshape(-1).tolist()]
+    return [float(v) for v in values]
+
+
+class Schedule:
+    """K steps of a sampler on a model's grid.
+
+    indices: K grid indices, ascending (None for a schedule given only by sigmas).
+    sigmas: K + 1 flow times, descending, the last 0.
+    grid: the model's fm_steps (None if unknown). timesteps: the network's timestep at each of the
+    K steps, descending (None if unknown). parameterization: "flow" or "ddpm" (how the sigmas map
+    to a scheduler's). metadata: free-form provenance, saved with the schedule.
+    """
+
+    def __init__(self, sigmas, indices=None, grid=None, timesteps=None, parameterization: str = "flow",
+                 metadata: dict | None = None):
+        sigmas = _floats(sigmas)
+        if len(sigmas) < 2 or sigmas[-1] != 0.0:
+            raise ValueError(f"sigmas must hold K + 1 >= 2 values ending at 0, got {sigmas}")
+        if any(b >= a for a, b in zip(sigmas, sigmas[1:])):
+            raise ValueError(f"sigmas must be strictly decreasing, got {sigmas}")
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
+        K = len(sigmas) - 1
+        if indices is not None:
+            indices = [int(i) for i in indices]
+            if len(indices) != K:
+                raise ValueError(f"{K} steps need {K} indices, got {len(indices)}")
+        if timesteps is not None:
+            timesteps = _floats(timesteps)
+            if len(timesteps) != K:
+                raise ValueError(f"{K} steps need {K} timesteps, got {len(timesteps)}")
+        self.sigmas = sigmas
+        self.indices = indices
+        self.grid = None if grid is None else _floats(grid)
+        self.timesteps = timesteps
+        self.parameterization = parameterization
+        self.metadata = dict(metadata or {})
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_indices(cls, indices, model=None, *, grid=None, metadata=None, parameterization=None) -> "Schedule":
+        """From grid indices (ascending, as a search returns them) on a model's grid (or a given
+        grid). A model wrapper may add its network timesteps (model_timesteps) and its
+        parameterization ("ddpm" for DiT)."""
+        grid = _floats(model.fm_steps if grid is None else grid)
+        indices = [int(i) for i in indices]
+        if not indices or any(not 1 <= i < len(grid) for i in indices) or sorted(set(indices)) != indices:
+            raise ValueError(f"indices must be distinct, ascending grid indices in [1, {len(grid) - 1}], got {indices}")
+        sigmas = [grid[i] for i in reversed(indices)] + [0.0]
+        timesteps = None
+        if getattr(model, "model_timesteps", None) is not None:
+            timesteps = [float(model.model_timesteps[i]) for i in reversed(indices)]
+        parameterization = parameterization or getattr(model, "parameterization", "flow")
+        meta = dict(model=getattr(model, "name", type(model).__name__) if model is not None else None,
+                    grid=describe_grid(grid))
+        meta.update(metadata or {})
+        return cls(sigmas, indices, grid, timesteps, parameterization, meta)
+
+    @classmethod
+    def from_search(cls, result, model, *, seeds=None, metadata=None) -> "Schedule":
+        """The aggregated schedule of a search result (oss_fast.search) on the model it searched."""
+        steps = result.schedule if result.schedule is not None else result.steps[0]
+        meta = dict(teacher_steps=result.teacher_steps, student_steps=len(steps), mode=result.mode,
+                    aggregation=result.aggregate, seeds=seeds)
+        meta.update(metadata or {})
+        return cls.from_indices(steps, model, metadata=meta)
+
+    @classmethod
+    def from_sigmas(cls, sigmas, grid=None, *, metadata=None, parameterization: str = "flow") -> "Schedule":
+        """From flow times, descending (a final 0 is added if missing); indices are set when every
+        nonzero sigma lies on the grid."""
+        sigmas = _floats(sigmas)
+        if sigmas and sigmas[-1] != 0.0:
+            sigmas.append(0.0)
+        indices = None
+        if grid is not None:
+            grid = _floats(grid)
+            found = [_grid_index(grid, s) for s in sigmas[:-1]]
+            if all(i is not None for i in found):
+                indices = found[::-1]
+        return cls(sigmas, indices, grid, None, parameterization, metadata)
+
+    # ------------------------------------------------------------------ use
+    def __len__(self) -> int:
+        return len(self.sigmas) - 1
+
+    def __repr__(self) -> str:
+        return f"Schedule(K={len(self)}, indices={self.indices}, sigmas={[round(s, 5) for s in self.sigmas]})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Schedule) and self.to_dict() == other.to_dict()
+
+    def interpolate(self, steps: int) -> "Schedule":
+        """The schedule at another step count, by log-linear interpolation of the nonzero sigmas over
+        a uniform step axis (the convention of published step presets); the final 0 is kept."""
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        meta = dict(self.metadata, interpolated_from=len(self))
+        if steps == len(self):
+            return Schedule(self.sigmas, self.indices, self.grid, self.timesteps, self.parameterization, meta)
+        log_sigmas = np.log(np.array(self.sigmas[:-1]))
+        new = np.exp(np.interp(np.linspace(0, 1, steps), np.linspace(0, 1, len(log_sigmas)), log_sigmas))
+        return Schedule.from_sigmas(list(new), self.grid, metadata=meta, parameterization=self.parameterization)
+
+    def snap(self, grid=None) -> "Schedule":
+        """The nearest schedule on a grid: each sigma moved to the closest grid point (distinct)."""
+        if grid is None and self.grid is None:
+            raise ValueError("no grid to snap to")
+        grid = _floats(self.grid if grid is None else grid)
+        idx = sorted({int(np.argmin(np.abs(np.array(grid) - s))) for s in self.sigmas[:-1]} - {0})
+        return Schedule.from_indices(idx, grid=grid, metadata=dict(self.metadata, snapped=True),
+                                     parameterization=self.parameterization)
+
+    def sample(self, model, z, cond=None, **kwargs):
+        """Euler along the schedule's grid indices (oss_fast.sample)."""
+        from .api import sample
+
+        if self.indices is None:
+            raise ValueError("this schedule has no grid indices (interpolated?): use snap(), or export it to diffusers")
+        return sample(model, z, self.indices, cond, **kwargs)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict:
+        return dict(format=FORMAT, indices=self.indices, sigmas=self.sigmas, timesteps=self.timesteps,
+                    grid=self.grid, parameterization=self.parameterization, metadata=self.metadata)
+
+    def save(self, path) -> None:
+        """Writes JSON; floats are written exactly (repr), so load(save(s)) == s."""
+        meta = self.metadata
+        meta.setdefault("oss_fast_version", _version())
+        meta.setdefault("date", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=1)
+            f.write("\n")
+
+    @classmethod
+    def load(cls, path) -> "Schedule":
+        with open(path) as f:
+            data = json.load(f)
+        if data.get("format") != FORMAT:
+            raise ValueError(f"{path} is not an oss_fast schedule (format {data.get('format')!r})")
+        return cls(data["sigmas"], data.get("indices"), data.get("grid"), data.get("timesteps"),
+                   data.get("parameterization", "flow"), data.get("metadata"))
+
+    # ------------------------------------------------------------------ diffusers
+    def scheduler_arguments(self, scheduler, mu: float | None = None) -> dict:
+        """What to pass to scheduler.set_timesteps so that it lands on this schedule (sigmas as a
+        float64 numpy array: some schedulers do arithmetic on it directly)."""
+        params = inspect.signature(scheduler.set_timesteps).parameters
+        config = scheduler.config
+        if self.parameterization == "flow":
+            flow = "sigmas" in params and (type(scheduler).__name__.startswith("FlowMatch")
+                                          or config.get("use_flow_sigmas", False))
+            if not flow:
+                raise ValueError(f"{type(scheduler).__name__} does not take flow sigmas; use a flow-matching "
+                                 "scheduler (FlowMatchEulerDiscreteScheduler, or UniPC with use_flow_sigmas)")
+            for option in ("shift_terminal", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                           "invert_sigmas"):
+                if config.get(option):
+                    raise ValueError(f"cannot land exactly on a schedule through {option}={config.get(option)}")
+            sigmas = np.array(self.sigmas[:-1])
+            if config.get("use_dynamic_shifting"):
+                if mu is None:
+                    raise ValueError("the scheduler shifts by image size: give mu, or height and width")
+                m = math.exp(mu) if config.get("time_shift_type", "exponential") == "exponential" else mu
+                unshifted = 1 / (1 + m * (1 / sigmas - 1))
+                return dict(sigmas=unshifted, mu=mu)
+            shift = config.get("shift", None) if "shift" in config else config.get("flow_shift", 1.0)
+            shift = 1.0 if shift is None else shift
+            return dict(sigmas=sigmas / (shift - (shift - 1) * sigmas))
+        # ddpm
+        if "sigmas" in params and hasattr(scheduler, "alphas_cumprod") and not config.get("use_flow_sigmas", False):
+            s = np.array(self.sigmas)
+            return dict(sigmas=s / (1 - s))  # variance-exploding sigma, final 0 included
+        if "timesteps" in params:
+            if self.timesteps is None:
+                raise ValueError("this schedule has no network timesteps (build it from a wrapper that knows them)")
+            return dict(timesteps=[int(round(t)) for t in self.timesteps])
+        raise ValueError(f"{type(scheduler).__name__} takes neither sigmas nor timesteps")
+
+    def to_diffusers(self, pipe_or_scheduler, *, mu: float | None = None, height: int | None = None,
+                     width: int | None = None) -> dict:
+        """Call arguments that make a pipeline (or scheduler.set_timesteps) sample at exactly this
+        schedule's sigmas: e.g. `pipe(prompt, **schedule.to_diffusers(pipe, height=h, width=w))`.
+        FLUX-style dynamic shifting needs mu, or the image height and width in pixels."""
+        scheduler = getattr(pipe_or_scheduler, "scheduler", pipe_or_scheduler)
+        is_pipe = scheduler is not pipe_or_scheduler
+        if mu is None and scheduler.config.get("use_dynamic_shifting") and height and width:
+            mu = _pipeline_mu(pipe_or_scheduler, scheduler, height, width)
+        args = self.scheduler_arguments(scheduler, mu)
+        if not is_pipe:
+            return args
+        call = inspect.signature(pipe_or_scheduler.__call__).parameters
+        missing = [name for name in args if name not in call and name != "mu"]
+        if missing:
+            raise ValueError(f"{type(pipe_or_scheduler).__name__} takes no {missing[0]!r}: use "
+                             "`with schedule.applied(pipe): pipe(...)` instead")
+        args.pop("mu", None)  # the pipeline computes mu itself from height and width
+        return dict(args, num_inference_steps=len(self))
+
+    @contextlib.contextmanager
+    def applied(self, pipe_or_scheduler):
+        """Within the block, the scheduler's set_timesteps lands on this schedule whatever it is
+        asked for (the mu a pipeline passes for dynamic shifting is honoured)."""
+        scheduler = getattr(pipe_or_scheduler, "scheduler", pipe_or_scheduler)
+        original = scheduler.set_timesteps
+
+        @functools.wraps(original)  # keeps the signature pipelines inspect (e.g. for `sigmas`)
+        def set_timesteps(num_inference_steps=None, device=None, **kwargs):
+            args = self.scheduler_arguments(scheduler, kwargs.get("mu"))
+            return original(device=device, **args)
+
+        scheduler.set_timesteps = set_timesteps
+        try:
+            yield scheduler
+        finally:
+            del scheduler.set_timesteps  # back to the class's method
+
+
+def _grid_index(grid: list[float], sigma: float, tol: float = 1e-9):
+    i = int(np.argmin(np.abs(np.array(grid) - sigma)))
+    return i if abs(grid[i] - sigma) <= tol * max(1.0, abs(sigma)) else None
+
+
+def _pipeline_mu(pipe, scheduler, height: int, width: int) -> float:
+    from .models.flux import calculate_shift
+
+    factor = getattr(pipe, "vae_scale_factor", 8)
+    seq_len = (height // (factor * 2)) * (width // (factor * 2))
+    c = scheduler.config
+    return calculate_shift(seq_len, c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
+                           c.get("base_shift", 0.5), c.get("max_shift", 1.15))
+
+
+def describe_grid(grid: list[float]) -> dict:
+    """A short description of a grid: its size, ends, and whether it is uniform or shifted."""
+    s = np.array(grid)
+    N = len(s) - 1
+    u = np.arange(N + 1) / N
+    desc = dict(teacher_steps=N, first=float(s[0]), last=float(s[-1]))
+    if np.allclose(s, u, atol=1e-9):
+        desc["kind"] = "uniform"
+    else:
+        mid = s[N // 2] if N % 2 == 0 else None
+        if mid is not None and 0 < mid < 1:
+            a = mid / (1 - mid)  # shift a maps 0.5 to a / (1 + a)
+            if np.allclose(s, a * u / (1 + (a - 1) * u), atol=1e-9):
+                desc.update(kind="shifted", shift=float(a))
+        desc.setdefault("kind", "custom")
+    return desc
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

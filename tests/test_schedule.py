@@ -1,0 +1,167 @@
+"""Schedule: JSON, interpolation, sampling, and export to diffusers schedulers and pipelines."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import (AutoencoderKL, DDPMScheduler, DiTPipeline, DiTTransformer2DModel, EulerDiscreteScheduler,
+                       FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel, UniPCMultistepScheduler,
+                       WanPipeline, WanTransformer3DModel)
+
+import oss_fast
+from oss_fast import Schedule
+from oss_fast.models import DiTWrapper
+from oss_fast.zoo import GaussianMixtureFlow
+
+
+def searched(shift=3.0, N=30, K=5):
+    model = GaussianMixtureFlow(shape=(2, 4, 4), components=3, teacher_steps=N, shift=shift, seed=2)
+    res = oss_fast.search(model, model.noise(3, seed=1), student_steps=K, progress=False)
+    return model, res, Schedule.from_search(res, model, seeds=[1])
+
+
+def test_from_search_and_json_round_trip_is_exact(tmp_path):
+    model, res, schedule = searched()
+    assert schedule.indices == res.schedule
+    assert schedule.sigmas == [float(model.fm_steps[i]) for i in reversed(res.schedule)] + [0.0]
+    assert schedule.metadata["mode"] == "exact" and schedule.metadata["student_steps"] == 5
+    assert schedule.metadata["grid"] == {"teacher_steps": 30, "first": 0.0, "last": 1.0, "kind": "shifted", "shift": 3.0}
+    path = tmp_path / "s.json"
+    schedule.save(path)
+    loaded = Schedule.load(path)
+    assert loaded == schedule and loaded.sigmas == schedule.sigmas
+    assert loaded.metadata["oss_fast_version"] == oss_fast.__version__ and "date" in loaded.metadata
+    with pytest.raises(ValueError, match="not an oss_fast schedule"):
+        path.write_text('{"format": "other"}')
+        Schedule.load(path)
+
+
+def test_interpolation_is_log_linear_and_identity_at_its_own_length():
+    s = Schedule([1.0, 0.1, 0.0])
+    assert s.interpolate(2).sigmas == s.sigmas
+    three = s.interpolate(3)
+    assert three.sigmas[:-1] == pytest.approx([1.0, 10**-0.5, 0.1], rel=1e-12) and three.sigmas[-1] == 0.0
+    _, _, schedule = searched()
+    assert schedule.interpolate(len(schedule)).sigmas == schedule.sigmas
+    ten = schedule.interpolate(10)
+    assert len(ten) == 10 and ten.sigmas[0] == schedule.sigmas[0] and ten.sigmas[-2] == pytest.approx(schedule.sigmas[-2])
+    assert ten.indices is None  # interpolated sigmas fall between grid points
+    with pytest.raises(ValueError, match="no grid indices"):
+        ten.sample(None, None)
+
+
+def test_from_sigmas_recovers_grid_indices_and_sampling_follows_them():
+    model, res, schedule = searched()
+    again = Schedule.from_sigmas(schedule.sigmas[:-1], model.fm_steps)
+    assert again.indices == schedule.indices
+    z = model.noise(2, seed=5)
+    assert torch.equal(schedule.sample(model, z), oss_fast.sample(model, z, res.schedule))
+    snapped = schedule.interpolate(7).snap()
+    assert len(snapped.indices) <= 7 and all(1 <= i <= 30 for i in snapped.indices)
+
+
+def test_bad_schedules():
+    with pytest.raises(ValueError, match="ending at 0"):
+        Schedule([1.0, 0.5])
+    with pytest.raises(ValueError, match="decreasing"):
+        Schedule([0.5, 1.0, 0.0])
+    with pytest.raises(ValueError, match="ascending"):
+        Schedule.from_indices([5, 3], grid=[0, 0.1, 0.2, 0.3, 0.4, 0.5])
+
+
+# ----------------------------------------------------------------------------- schedulers
+
+FLUX_CONFIG = dict(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                   max_image_seq_len=4096)
+
+
+@pytest.mark.parametrize("config", [FLUX_CONFIG, dict(shift=3.0), dict()])
+def test_flow_match_scheduler_lands_on_the_schedule(config):
+    _, _, schedule = searched()
+    scheduler = FlowMatchEulerDiscreteScheduler(**config)
+    args = schedule.to_diffusers(scheduler, mu=0.8)
+    scheduler.set_timesteps(**args)
+    np.testing.assert_allclose(scheduler.sigmas.numpy(), schedule.sigmas, rtol=2e-6, atol=1e-7)
+
+
+def test_unipc_flow_scheduler_lands_on_the_schedule():
+    _, _, schedule = searched(shift=1.0)
+    scheduler = UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=3.0, prediction_type="flow_prediction")
+    with schedule.applied(scheduler):
+        scheduler.set_timesteps(50)
+    np.testing.assert_allclose(scheduler.sigmas.numpy()[1:], schedule.sigmas[1:], rtol=2e-6, atol=1e-7)
+    assert scheduler.sigmas[0].item() == pytest.approx(schedule.sigmas[0], abs=2e-6)  # UniPC nudges 1 by 1e-6
+    scheduler.set_timesteps(50)  # outside the block: the scheduler's own steps again
+    assert len(scheduler.sigmas) == 51
+
+
+def tiny_dit_wrapper(N=40):
+    torch.manual_seed(0)
+    net = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                num_layers=1, sample_size=8, patch_size=2, num_embeds_ada_norm=1000,
+                                norm_num_groups=16).eval()
+    return net, DiTWrapper.from_diffusers(net, DDPMScheduler(), N, guidance_scale=2.0)
+
+
+def test_ddpm_family_exports_ve_sigmas_and_timesteps():
+    _, wrapper = tiny_dit_wrapper()
+    schedule = Schedule.from_indices([3, 9, 20, 40], wrapper)
+    assert schedule.parameterization == "ddpm"
+    assert schedule.timesteps == [float(wrapper.timestep_map[i - 1]) for i in (40, 20, 9, 3)]
+    euler = EulerDiscreteScheduler()
+    euler.set_timesteps(**schedule.to_diffusers(euler))
+    s = np.array(schedule.sigmas)
+    np.testing.assert_allclose(euler.sigmas.numpy(), s / (1 - s), rtol=2e-6)
+    # Euler on the variance-exploding sigma lands on the schedule's network timesteps
+    np.testing.assert_allclose(euler.timesteps.numpy(), schedule.timesteps, atol=0.05)
+    ddpm = DDPMScheduler()
+    ddpm.set_timesteps(**schedule.to_diffusers(ddpm))
+    assert ddpm.timesteps.tolist() == [int(t) for t in schedule.timesteps]
+
+
+def test_flux_pipeline_samples_at_the_schedule():
+    _, _, schedule = searched()
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=16, guidance_embeds=True, axes_dims_rope=(2, 2, 4))
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_CONFIG), vae=None, text_encoder=None,
+                        tokenizer=None, text_encoder_2=None, tokenizer_2=None, transformer=transformer)
+    seen = []
+    pipe.set_progress_bar_config(disable=True)
+    pipe(prompt_embeds=torch.randn(1, 5, 32), pooled_prompt_embeds=torch.randn(1, 16), height=64, width=64,
+         output_type="latent", callback_on_step_end=lambda p, i, t, kw: seen.append(float(t)) or kw,
+         **schedule.to_diffusers(pipe, height=64, width=64))
+    np.testing.assert_allclose(pipe.scheduler.sigmas.numpy(), schedule.sigmas, rtol=2e-6, atol=1e-7)
+    assert len(seen) == len(schedule)
+
+
+def test_wan_pipeline_samples_at_the_schedule_inside_applied():
+    _, _, schedule = searched(shift=5.0)
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
+                                        in_channels=4, out_channels=4, text_dim=16, freq_dim=16, ffn_dim=32,
+                                        num_layers=1, rope_max_seq_len=32)
+    scheduler = UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=5.0, prediction_type="flow_prediction")
+    pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=transformer, vae=None, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    with pytest.raises(ValueError, match="applied"):
+        schedule.to_diffusers(pipe)
+    with schedule.applied(pipe):
+        pipe(prompt_embeds=torch.randn(1, 6, 16), negative_prompt_embeds=torch.randn(1, 6, 16), height=16, width=16,
+             num_frames=5, num_inference_steps=50, output_type="latent")
+        np.testing.assert_allclose(pipe.scheduler.sigmas.numpy()[1:], schedule.sigmas[1:], rtol=2e-6, atol=1e-7)
+
+
+def test_dit_pipeline_samples_at_the_schedule_inside_applied():
+    net, wrapper = tiny_dit_wrapper()
+    schedule = Schedule.from_indices([3, 9, 20, 40], wrapper)
+    vae = AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4, sample_size=8)
+    pipe = DiTPipeline(transformer=net, vae=vae, scheduler=EulerDiscreteScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    with schedule.applied(pipe):
+        pipe(class_labels=[1], num_inference_steps=50, output_type="np")
+    s = np.array(schedule.sigmas)
+    np.testing.assert_allclose(pipe.scheduler.sigmas.numpy(), s / (1 - s), rtol=2e-6)
+    assert math.isclose(float(pipe.scheduler.sigmas[-1]), 0.0)
