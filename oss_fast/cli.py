@@ -1,62 +1,284 @@
-"""The `oss-fast` command."""
+"""The `oss-fast` command: search, sample, compare, quality, info.
+
+    oss-fast search                       # the bundled default model; outputs in a folder it prints
+    oss-fast search --model gaussian_mixture --student-steps 5 --shift 3
+    oss-fast search --model mypkg.models:make_model      # any factory returning a velocity model
+    oss-fast compare --model digits a.json b.json
+    oss-fast sample --model digits --schedule a.json
+    oss-fast quality                      # the README's quality table
+    oss-fast info
+
+Bad input (unknown model, unreadable file, step counts out of range) is reported in one line on
+stderr with exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
+import os
 import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "digits"
+BUNDLED = ("digits", "gaussian_mixture")
 
 
-def _search(args) -> int:
-    from . import search
-    from .zoo import GaussianMixtureFlow
+class UsageError(ValueError):
+    pass
 
-    model = GaussianMixtureFlow(teacher_steps=args.teacher_steps, shift=args.shift, seed=args.model_seed)
-    z = model.noise(args.samples, seed=args.seed)
-    res = search(model, z, student_steps=args.student_steps, mode=args.mode, aggregate=args.aggregate,
-                 max_batch=args.max_batch, progress=not args.no_progress)
-    print(f"model: {model.name}; teacher steps {args.teacher_steps}, student steps {args.student_steps}, "
-          f"mode {args.mode}, aggregate {args.aggregate}, {args.samples} sample(s)")
-    schedule = res.schedule if res.schedule is not None else res.steps[0]
-    if args.aggregate == "per_sample":
-        for b, steps in enumerate(res.steps):
-            print(f"sample {b}: {steps}")
-    sigmas = [round(float(model.fm_steps[i]), 6) for i in reversed(schedule)] + [0.0]
-    print("schedule (grid indices):", schedule)
-    print("sigmas:", json.dumps(sigmas))
-    print("stats:", res.stats.summary())
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints the usage too)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+# ---------------------------------------------------------------------------- models
+
+def load_model(spec: str, teacher_steps: int, shift: float):
+    """A bundled model by name, or `module:factory` called with teacher_steps/shift if it takes them."""
+    from . import zoo
+
+    if spec == "digits":
+        return zoo.digits(teacher_steps=teacher_steps, shift=shift)
+    if spec in ("gaussian_mixture", "mixture"):
+        return zoo.GaussianMixtureFlow(teacher_steps=teacher_steps, shift=shift)
+    if ":" not in spec:
+        raise UsageError(f"unknown model {spec!r}: use one of {', '.join(BUNDLED)} or module:factory")
+    module_name, factory_name = spec.split(":", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise UsageError(f"cannot import {module_name!r} for --model {spec}: {err}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise UsageError(f"{module_name} has no factory {factory_name!r}")
+    params = inspect.signature(factory).parameters
+    kwargs = {k: v for k, v in dict(teacher_steps=teacher_steps, shift=shift).items() if k in params}
+    model = factory(**kwargs)
+    if not hasattr(model, "fm_steps"):
+        raise UsageError(f"{spec} returned {type(model).__name__}, which has no fm_steps")
+    return model
+
+
+def noises(model, n: int, seed: int):
+    """(z, cond) from the model's own noise(n, seed) and, for class-conditional models, labels(n, seed)."""
+    if not hasattr(model, "noise"):
+        raise UsageError(f"{type(model).__name__} has no noise(n, seed) method to draw starting points from")
+    cond = model.labels(n, seed) if hasattr(model, "labels") else None
+    return model.noise(n, seed=seed), cond
+
+
+def model_name(spec: str) -> str:
+    return spec.replace(":", "-").replace(".", "-")
+
+
+# ---------------------------------------------------------------------------- commands
+
+def cmd_search(args) -> int:
+    from . import Schedule, search
+
+    model = load_model(args.model, args.teacher_steps, args.shift)
+    z, cond = noises(model, args.samples, args.seed)
+    options = {k: v for k, v in dict(mode=args.mode, aggregate=args.aggregate).items() if v is not None}
+    res = search(model, z, cond, student_steps=args.student_steps, max_batch=args.max_batch,
+                 progress=not args.no_progress, **options)
+    schedule = Schedule.from_search(res, model, seeds=[args.seed], metadata=dict(samples=args.samples,
+                                                                                 shift=args.shift))
+    out = Path(args.out or f"oss_fast_out/{model_name(args.model)}-N{args.teacher_steps}-K{args.student_steps}"
+                              f"-{res.mode}-{res.aggregate}")
+    out.mkdir(parents=True, exist_ok=True)
+    schedule.save(out / "schedule.json")
+    print(f"model {args.model}: teacher steps {args.teacher_steps}, student steps {args.student_steps}, "
+          f"mode {res.mode}, aggregate {res.aggregate}, {args.samples} search noise(s)")
+    print(f"schedule (grid indices): {schedule.indices}")
+    print(f"sigmas: {[round(s, 5) for s in schedule.sigmas]}")
+    print(f"search: {res.stats.summary()}")
+    if not args.no_compare:
+        compare(model, {"oss": schedule}, out, samples=args.eval_samples, seed=args.seed + 1000)
+    print(f"outputs written to {out.resolve()}")
     return 0
 
 
-def _info(args) -> int:
+def compare(model, schedules: dict, out: Path, samples: int, seed: int) -> None:
+    """Prints and writes (compare.md) MSE/PSNR to the teacher of each schedule and of uniform and
+    time-shifted steps of the same length; plots sigmas (sigmas.png), error against step count
+    (error_vs_steps.png) and, for image models, a grid teacher / schedules / uniform (samples.png)."""
+    from . import Schedule
+    from .report import errors, image_grid, markdown_table, plot_error_vs_steps, plot_sigmas, shifted_steps
+    from .report import teacher_samples, uniform_steps
+
+    z, cond = noises(model, samples, seed)
+    teacher = teacher_samples(model, z, cond)
+    grid = model.fm_steps
+    rows, sigmas, curves, pictures = [], {}, {}, {"teacher": teacher}
+    lengths = sorted({len(s) for s in schedules.values()})
+    for name, schedule in schedules.items():
+        steps = schedule.indices if schedule.indices is not None else schedule.snap(grid).indices
+        rows.append(dict(schedule=name, steps=len(steps), **errors(model, z, cond, teacher, steps)))
+        sigmas[name] = schedule.sigmas
+        pictures[name] = _samples(model, z, cond, steps)
+        curves[name] = {k: errors(model, z, cond, teacher, schedule.interpolate(k).snap(grid).indices)["mse"]
+                        for k in _step_counts(len(schedule))}
+    for K in lengths:
+        for label, steps in ((f"uniform {K}", uniform_steps(grid, K)), (f"shifted(3) {K}", shifted_steps(grid, K))):
+            rows.append(dict(schedule=label, steps=len(steps), **errors(model, z, cond, teacher, steps)))
+            sigmas[label] = Schedule.from_indices(steps, grid=grid).sigmas
+    pictures["uniform"] = _samples(model, z, cond, uniform_steps(grid, lengths[0]))
+    for label, steps_of in (("uniform", uniform_steps), ("shifted(3)", shifted_steps)):
+        curves[label] = {k: errors(model, z, cond, teacher, steps_of(grid, k))["mse"]
+                         for k in _step_counts(lengths[0])}
+    table = markdown_table(rows, ["schedule", "steps", "mse", "psnr"])
+    header = f"MSE / PSNR to the {len(grid) - 1}-step teacher on {samples} held-out noises (seed {seed})"
+    print(header)
+    print(table)
+    (out / "compare.md").write_text(f"{header}\n\n{table}\n")
+    plot_sigmas(sigmas, out / "sigmas.png")
+    plot_error_vs_steps(curves, out / "error_vs_steps.png")
+    if hasattr(model, "to_images"):
+        image_grid({k: v[:12] for k, v in pictures.items()}, out / "samples.png", model.to_images)
+
+
+def _samples(model, z, cond, steps):
+    from .api import sample
+
+    return sample(model, z, steps, cond)
+
+
+def _step_counts(K: int) -> list[int]:
+    return sorted({max(2, K // 2), max(2, K - 2), K, K + 2, K * 2})
+
+
+def cmd_compare(args) -> int:
+    model = load_model(args.model, args.teacher_steps, args.shift)
+    schedules = {Path(p).stem if Path(p).stem != "schedule" else Path(p).parent.name: _load(p)
+                 for p in args.schedules}
+    out = Path(args.out or "oss_fast_out/compare")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, schedule in schedules.items():
+        if schedule.grid is not None and len(schedule.grid) != len(model.fm_steps):
+            raise UsageError(f"schedule {name} was searched on a {len(schedule.grid) - 1}-step grid; "
+                             f"use --teacher-steps {len(schedule.grid) - 1}")
+    compare(model, schedules, out, samples=args.samples, seed=args.seed)
+    print(f"outputs written to {out.resolve()}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from .report import image_grid
+
+    model = load_model(args.model, args.teacher_steps, args.shift)
+    schedule = _load(args.schedule)
+    z, cond = noises(model, args.samples, args.seed)
+    steps = schedule.indices if schedule.indices is not None else schedule.snap(model.fm_steps).indices
+    x = _samples(model, z, cond, steps)
+    out = Path(args.out or "oss_fast_out/samples")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(x, out / "samples.pt")
+    if hasattr(model, "to_images"):
+        image_grid({"samples": x}, out / "samples.png", model.to_images)
+    print(f"{args.samples} samples along {steps} written to {out.resolve()}")
+    return 0
+
+
+def cmd_quality(args) -> int:
+    from .quality import quality_table
+
+    table = quality_table(models=args.models, teacher_steps=args.teacher_steps, ks=args.ks,
+                          search_samples=args.search_samples, eval_samples=args.eval_samples,
+                          progress=not args.no_progress)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
+def cmd_info(args) -> int:
     from . import build_info
 
     print(json.dumps(build_info(), indent=2))
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="oss-fast", description="Optimal Stepsize Search for flow/diffusion samplers")
-    sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("search", help="search a schedule on the bundled Gaussian-mixture model")
-    s.add_argument("--teacher-steps", type=int, default=200, help="N, the teacher's grid (default 200)")
+def _load(path):
+    from . import Schedule
+
+    if not os.path.isfile(path):
+        raise UsageError(f"cannot read schedule file {path}")
+    try:
+        return Schedule.load(path)
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path} is not a schedule file ({type(err).__name__})") from None
+
+
+# ---------------------------------------------------------------------------- parser
+
+def parser() -> argparse.ArgumentParser:
+    p = Parser(prog="oss-fast", description="Optimal Stepsize Search for diffusion and flow-matching samplers")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def model_options(q, teacher_steps=100):
+        q.add_argument("--model", default=DEFAULT_MODEL,
+                       help=f"a bundled model ({', '.join(BUNDLED)}) or module:factory (default {DEFAULT_MODEL})")
+        q.add_argument("--teacher-steps", type=int, default=teacher_steps, help="N, the model's grid")
+        q.add_argument("--shift", type=float, default=1.0, help="grid shift a: s' = a s / (1 + (a - 1) s)")
+        q.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    s = sub.add_parser("search", help="search a schedule, save it, compare it with uniform steps")
+    model_options(s)
     s.add_argument("--student-steps", type=int, default=10, help="K, the student's steps (default 10)")
-    s.add_argument("--mode", choices=["exact", "compat", "teacher"], default="exact")
-    s.add_argument("--aggregate", choices=["median", "joint", "per_sample"], default="median")
-    s.add_argument("--samples", type=int, default=4, help="noises searched on (default 4)")
-    s.add_argument("--shift", type=float, default=1.0, help="grid shift a: s' = a s / (1 + (a - 1) s)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the noises searched on")
-    s.add_argument("--model-seed", type=int, default=0)
-    s.add_argument("--max-batch", type=int, default=None, help="rows per model call (default 32)")
-    s.add_argument("--no-progress", action="store_true")
-    s.set_defaults(run=_search)
+    s.add_argument("--mode", choices=["exact", "compat", "teacher"], help="default: oss_fast.search's")
+    s.add_argument("--aggregate", choices=["median", "joint", "per_sample"], help="default: oss_fast.search's")
+    s.add_argument("--samples", type=int, default=8, help="noises searched on (default 8)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the search noises (held-out: seed + 1000)")
+    s.add_argument("--eval-samples", type=int, default=64, help="held-out noises of the comparison")
+    s.add_argument("--max-batch", type=int, default=None, help="rows per model call")
+    s.add_argument("--out", help="output folder (default under ./oss_fast_out)")
+    s.add_argument("--no-compare", action="store_true", help="only search and save")
+    s.set_defaults(run=cmd_search)
+
+    c = sub.add_parser("compare", help="schedules against the teacher, uniform and shifted steps")
+    model_options(c)
+    c.add_argument("schedules", nargs="+", help="schedule JSON files")
+    c.add_argument("--samples", type=int, default=64, help="held-out noises")
+    c.add_argument("--seed", type=int, default=1000)
+    c.add_argument("--out", help="output folder (default ./oss_fast_out/compare)")
+    c.set_defaults(run=cmd_compare)
+
+    m = sub.add_parser("sample", help="sample along a saved schedule")
+    model_options(m)
+    m.add_argument("--schedule", required=True, help="schedule JSON file")
+    m.add_argument("--samples", type=int, default=16)
+    m.add_argument("--seed", type=int, default=1000)
+    m.add_argument("--out", help="output folder (default ./oss_fast_out/samples)")
+    m.set_defaults(run=cmd_sample)
+
+    q = sub.add_parser("quality", help="the quality table of every mode on the bundled models")
+    q.add_argument("--models", nargs="+", default=list(BUNDLED), choices=list(BUNDLED))
+    q.add_argument("--teacher-steps", type=int, default=100)
+    q.add_argument("--ks", type=int, nargs="+", default=[5, 10])
+    q.add_argument("--search-samples", type=int, default=8)
+    q.add_argument("--eval-samples", type=int, default=64)
+    q.add_argument("--out", help="also write the table to this file")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(run=cmd_quality)
+
     i = sub.add_parser("info", help="how oss_fast was built and what it can use here")
-    i.set_defaults(run=_info)
-    args = parser.parse_args(argv)
+    i.set_defaults(run=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as err:
-        print(f"oss-fast: error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"oss-fast: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,61 @@
+"""The oss-fast command, run as a user would (python -m oss_fast)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from oss_fast import Schedule
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "oss_fast", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+SMALL = ["--model", "gaussian_mixture", "--teacher-steps", "20", "--no-progress"]
+
+
+def test_search_writes_schedule_and_comparison(tmp_path):
+    out = tmp_path / "run"
+    result = run("search", *SMALL, "--student-steps", "4", "--samples", "2", "--eval-samples", "4",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"outputs written to {out}" in result.stdout
+    schedule = Schedule.load(out / "schedule.json")
+    assert len(schedule) == 4 and schedule.metadata["teacher_steps"] == 20
+    assert "| oss | 4 |" in result.stdout and "| uniform 4 | 4 |" in result.stdout
+    for png in ("sigmas.png", "error_vs_steps.png"):
+        assert (out / png).stat().st_size > 1000
+    compared = run("compare", *SMALL, str(out / "schedule.json"), "--samples", "4", "--out", str(tmp_path / "cmp"))
+    assert compared.returncode == 0, compared.stderr
+    assert (tmp_path / "cmp" / "compare.md").read_text().count("|") > 10
+    sampled = run("sample", *SMALL, "--schedule", str(out / "schedule.json"), "--samples", "3",
+                  "--out", str(tmp_path / "smp"))
+    assert sampled.returncode == 0, sampled.stderr
+    assert (tmp_path / "smp" / "samples.pt").exists()
+
+
+def test_info_prints_build_info():
+    result = run("info")
+    assert result.returncode == 0
+    assert set(json.loads(result.stdout)) >= {"version", "built_with_cuda", "cuda_available"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["search", "--model", "nope"], "unknown model 'nope'"),
+    (["search", "--model", "no_such_module:make"], "cannot import 'no_such_module'"),
+    (["search", "--model", "json:nothing_here"], "has no factory"),
+    (["search", *SMALL, "--student-steps", "0"], "student_steps"),
+    (["search", *SMALL, "--student-steps", "25", "--mode", "exact"], "student_steps"),
+    (["compare", *SMALL, "/no/such/file.json"], "cannot read schedule file"),
+    (["sample", *SMALL, "--schedule", __file__], "is not a schedule file"),
+    (["search", "--student-steps", "many"], "invalid int value"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_on_stderr_with_exit_2(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
