@@ -164,5 +164,5 @@ def digits(teacher_steps: int = 100, shift: float = 1.0, guidance_scale: float =
         raise FileNotFoundError(f"{WEIGHTS_PATH} is missing; make it with scripts/train_digits.py")
     saved = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
     net = DigitsNet(**saved["config"])
-    net.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
+    net.load_state_dict(saved["state_dict"])
     return DigitsFlow(net.to(device), teacher_steps, shift, guidance_scale, dtype)
