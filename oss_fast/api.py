@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .engine.checkpoint import Checkpoint, fingerprint
+from .engine.distributed import Comm
 from .engine.inputs import SampleInputs
 from .engine.search import Engine, SearchStats
 from .engine.validate import model_grid, options
@@ -31,7 +33,8 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
            mode: str = "exact", aggregate: str = "median", norm: float = 2, channels="all", frames="all",
            random_channels: bool = False, seed: int = 0, float32: bool = True, max_batch: int | None = None,
            model_kwargs: dict | None = None, per_sample_kwargs=None, free_start: bool = False,
-           objective: str = "sum", progress: bool = True) -> SearchResult:
+           objective: str = "sum", progress: bool = True, checkpoint=None, resume: bool = False,
+           process_group=None) -> SearchResult:
     """Find the K grid indices a K-step Euler student should visit (DESIGN §3).
 
     model: a velocity model `model(x, t, cond, kwargs)` with `model.fm_steps` (DESIGN §2).
@@ -48,6 +51,11 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
         (default: the model's `per_sample_kwargs`, else any tensor or list of length B).
     free_start: mode exact only: the noise may enter at any grid index at level 0, as in compat.
     objective: mode teacher's path objective, "sum" or "max" of the jump costs.
+    checkpoint: a file the search state is written to (atomically) after the teacher rollout and
+        after each level; with resume=True a search continues from it (or starts afresh if it does
+        not exist yet) and a checkpoint from other inputs or options is refused.
+    process_group: with torch.distributed initialised (e.g. under torchrun), the model calls are
+        shared by the ranks of this group (default: the world); every rank returns the same result.
     """
     opts = options(model, z, student_steps=student_steps, teacher_steps=teacher_steps, mode=mode,
                    aggregate=aggregate, norm=norm, channels=channels, frames=frames,
@@ -56,7 +64,12 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
     if per_sample_kwargs is None:
         per_sample_kwargs = getattr(model, "per_sample_kwargs", None)
     inputs = SampleInputs(cond, model_kwargs, z.shape[0], per_sample_kwargs)
-    paths, schedule, stats = Engine(model, z, inputs, opts).run()
+    comm = Comm(process_group)
+    saver = None
+    if checkpoint is not None:
+        key = fingerprint(model, z, cond, model_kwargs, model_grid(model), opts)
+        saver = Checkpoint(checkpoint, key, write=comm.rank == 0)
+    paths, schedule, stats = Engine(model, z, inputs, opts, comm, saver, resume).run()
     return SearchResult(steps=paths, schedule=schedule, stats=stats, mode=mode, aggregate=aggregate,
                         teacher_steps=opts.teacher_steps)
 

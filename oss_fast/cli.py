@@ -7,6 +7,7 @@
     oss-fast sample --model digits --schedule a.json
     oss-fast quality                      # the README's quality table
     oss-fast info
+    torchrun --nproc_per_node=2 -m oss_fast search ...   # the search's model calls shared by 2 ranks
 
 Bad input (unknown model, unreadable file, step counts out of range) is reported in one line on
 stderr with exit code 2.
@@ -38,14 +39,15 @@ class Parser(argparse.ArgumentParser):
 
 # ---------------------------------------------------------------------------- models
 
-def load_model(spec: str, teacher_steps: int, shift: float):
-    """A bundled model by name, or `module:factory` called with teacher_steps/shift if it takes them."""
+def load_model(spec: str, teacher_steps: int, shift: float, device: str = "cpu"):
+    """A bundled model by name, or `module:factory` called with teacher_steps/shift/device if it
+    takes them."""
     from . import zoo
 
     if spec == "digits":
-        return zoo.digits(teacher_steps=teacher_steps, shift=shift)
+        return zoo.digits(teacher_steps=teacher_steps, shift=shift, device=device)
     if spec in ("gaussian_mixture", "mixture"):
-        return zoo.GaussianMixtureFlow(teacher_steps=teacher_steps, shift=shift)
+        return zoo.GaussianMixtureFlow(teacher_steps=teacher_steps, shift=shift, device=device)
     if ":" not in spec:
         raise UsageError(f"unknown model {spec!r}: use one of {', '.join(BUNDLED)} or module:factory")
     module_name, factory_name = spec.split(":", 1)
@@ -57,7 +59,7 @@ def load_model(spec: str, teacher_steps: int, shift: float):
     if not callable(factory):
         raise UsageError(f"{module_name} has no factory {factory_name!r}")
     params = inspect.signature(factory).parameters
-    kwargs = {k: v for k, v in dict(teacher_steps=teacher_steps, shift=shift).items() if k in params}
+    kwargs = {k: v for k, v in dict(teacher_steps=teacher_steps, shift=shift, device=device).items() if k in params}
     model = factory(**kwargs)
     if not hasattr(model, "fm_steps"):
         raise UsageError(f"{spec} returned {type(model).__name__}, which has no fm_steps")
@@ -78,14 +80,33 @@ def model_name(spec: str) -> str:
 
 # ---------------------------------------------------------------------------- commands
 
+def distributed_rank(device: str) -> tuple[int, str]:
+    """Under torchrun (WORLD_SIZE > 1): joins the process group (NCCL for CUDA, else gloo) and
+    returns (rank, this rank's device); otherwise (0, device)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, device
+    import torch
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), device
+
+
 def cmd_search(args) -> int:
     from . import Schedule, search
 
-    model = load_model(args.model, args.teacher_steps, args.shift)
+    rank, device = distributed_rank(args.device)
+    model = load_model(args.model, args.teacher_steps, args.shift, device)
     z, cond = noises(model, args.samples, args.seed)
     options = {k: v for k, v in dict(mode=args.mode, aggregate=args.aggregate).items() if v is not None}
     res = search(model, z, cond, student_steps=args.student_steps, max_batch=args.max_batch,
-                 progress=not args.no_progress, **options)
+                 progress=not args.no_progress, checkpoint=args.checkpoint, resume=args.resume, **options)
+    if rank != 0:  # every rank holds the same result; one writes it
+        return 0
     schedule = Schedule.from_search(res, model, seeds=[args.seed], metadata=dict(samples=args.samples,
                                                                                  shift=args.shift))
     out = Path(args.out or f"oss_fast_out/{model_name(args.model)}-N{args.teacher_steps}-K{args.student_steps}"
@@ -153,7 +174,7 @@ def _step_counts(K: int) -> list[int]:
 
 
 def cmd_compare(args) -> int:
-    model = load_model(args.model, args.teacher_steps, args.shift)
+    model = load_model(args.model, args.teacher_steps, args.shift, args.device)
     schedules = {Path(p).stem if Path(p).stem != "schedule" else Path(p).parent.name: _load(p)
                  for p in args.schedules}
     out = Path(args.out or "oss_fast_out/compare")
@@ -172,7 +193,7 @@ def cmd_sample(args) -> int:
 
     from .report import image_grid
 
-    model = load_model(args.model, args.teacher_steps, args.shift)
+    model = load_model(args.model, args.teacher_steps, args.shift, args.device)
     schedule = _load(args.schedule)
     z, cond = noises(model, args.samples, args.seed)
     steps = schedule.indices if schedule.indices is not None else schedule.snap(model.fm_steps).indices
@@ -218,6 +239,12 @@ def _load(path):
 
 # ---------------------------------------------------------------------------- parser
 
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="oss-fast", description="Optimal Stepsize Search for diffusion and flow-matching samplers")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -228,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--teacher-steps", type=int, default=teacher_steps, help="N, the model's grid")
         q.add_argument("--shift", type=float, default=1.0, help="grid shift a: s' = a s / (1 + (a - 1) s)")
         q.add_argument("--no-progress", action="store_true", help="no progress bars")
+        q.add_argument("--device", default=_default_device(), help="cpu or cuda (default: cuda if available)")
 
     s = sub.add_parser("search", help="search a schedule, save it, compare it with uniform steps")
     model_options(s)
@@ -240,6 +268,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-batch", type=int, default=None, help="rows per model call")
     s.add_argument("--out", help="output folder (default under ./oss_fast_out)")
     s.add_argument("--no-compare", action="store_true", help="only search and save")
+    s.add_argument("--checkpoint", help="write the search state here after each level")
+    s.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     s.set_defaults(run=cmd_search)
 
     c = sub.add_parser("compare", help="schedules against the teacher, uniform and shifted steps")

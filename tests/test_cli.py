@@ -1,6 +1,7 @@
 """The oss-fast command, run as a user would (python -m oss_fast)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -59,3 +60,16 @@ def test_bad_input_is_one_line_on_stderr_with_exit_2(args, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def test_torchrun_shares_a_search_between_two_ranks(tmp_path):
+    args = ["search", *SMALL, "--device", "cpu", "--student-steps", "3", "--samples", "3", "--no-compare"]
+    single = run(*args, "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "oss_fast", *args, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr
+    assert "2 ranks" in two.stdout  # rank 0 reports the shared search
+    assert Schedule.load(tmp_path / "two" / "schedule.json").indices == \
+        Schedule.load(tmp_path / "one" / "schedule.json").indices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import torch
@@ -31,6 +32,7 @@ class ModelRunner:
         self.rows = 0
         self.padded_rows = 0
         self.seconds = 0.0
+        self.oom_backoffs = 0
 
     def bucket(self, n: int) -> int:
         size = 1
@@ -39,12 +41,17 @@ class ModelRunner:
         return min(size, self.chunk)
 
     def __call__(self, x: torch.Tensor, grid: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
-        """Velocities for rows x [R, ...] at grid indices grid [R] of samples samples [R]."""
+        """Velocities for rows x [R, ...] at grid indices grid [R] of samples samples [R].
+
+        A CUDA out-of-memory error halves the chunk, frees the cached memory and retries; the
+        smaller chunk is kept for the rest of the search.
+        """
         R = x.shape[0]
         if R == 0:  # a level where no state changed
             return torch.empty_like(x)
         out = None
-        for start in range(0, R, self.chunk):
+        start = 0
+        while start < R:
             n = min(self.chunk, R - start)
             size = self.bucket(n)
             idx = slice(start, start + n)
@@ -52,8 +59,13 @@ class ModelRunner:
                 idx = torch.arange(start, start + size, device=x.device).clamp_(max=start + n - 1)
             cond, kwargs = self.inputs.rows(samples[idx])
             begin = time.perf_counter()
-            v = self.model(x[idx], grid[idx], cond, kwargs)
-            synchronize(self.device)
+            try:
+                v = self.model(x[idx], grid[idx], cond, kwargs)
+                synchronize(self.device)
+            except torch.cuda.OutOfMemoryError as err:
+                self.seconds += time.perf_counter() - begin
+                self._back_off(err)
+                continue
             self.seconds += time.perf_counter() - begin
             if not isinstance(v, torch.Tensor) or v.shape != (size,) + tuple(x.shape[1:]):
                 got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
@@ -64,7 +76,18 @@ class ModelRunner:
             self.calls += 1
             self.rows += n
             self.padded_rows += size - n
+            start += n
         return out
+
+    def _back_off(self, err):
+        if self.chunk == 1:
+            raise RuntimeError("CUDA out of memory with one row per model call: the model does not fit; "
+                               "free memory or use a smaller latent") from err
+        self.chunk //= 2
+        self.oom_backoffs += 1
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def first_non_finite(v: torch.Tensor):

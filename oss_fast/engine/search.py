@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 from .. import dp
 from ..ops import euler_costs, euler_rows
 from ..ops.euler_cost import pick_backend
+from .checkpoint import Checkpoint
+from .distributed import Comm
 from .inputs import SampleInputs
 from .runner import ModelRunner, first_non_finite, synchronize
 
@@ -63,18 +65,24 @@ class SearchStats:
     cost_backend: str = ""
     chunk: int = 0
     samples: int = 0
+    oom_backoffs: int = 0
+    resumed_from: str = ""
+    world_size: int = 1
 
     @property
     def candidate_rows_per_sample(self) -> float:
         return self.candidate_rows / max(self.samples, 1)
 
     def summary(self) -> str:
+        extra = "".join([f"; {self.world_size} ranks (this rank's calls)" if self.world_size > 1 else "",
+                         f"; {self.oom_backoffs} out-of-memory back-offs to chunk {self.chunk}" if self.oom_backoffs else "",
+                         f"; resumed after {self.resumed_from}" if self.resumed_from else ""])
         return (f"{self.teacher_calls} teacher + {self.candidate_calls} candidate model calls "
                 f"({self.candidate_rows} rows, {self.padded_rows} padding); "
                 f"{self.seconds_total:.2f} s total = teacher {self.seconds_teacher:.2f} + candidates "
                 f"{self.seconds_candidates:.2f} + costs {self.seconds_costs:.2f} + DP {self.seconds_dp:.2f}; "
                 f"model calls {self.model_seconds:.2f} s; peak memory {self.peak_memory_bytes / 2**20:.0f} MiB "
-                f"({self.memory_scope})")
+                f"({self.memory_scope}){extra}")
 
 
 def channel_indices(channels, num_channels: int, level: int, random_channels: bool, seed: int):
@@ -98,7 +106,11 @@ def frame_indices(frames, num_frames: int):
 
 
 class Engine:
-    def __init__(self, model, z: torch.Tensor, inputs: SampleInputs, opts: SearchOptions):
+    """One search. With a process group (Comm) the model calls are shared by the ranks; with a
+    Checkpoint the state is saved after the teacher and after each level, and resumed from."""
+
+    def __init__(self, model, z: torch.Tensor, inputs: SampleInputs, opts: SearchOptions, comm: Comm | None = None,
+                 checkpoint: Checkpoint | None = None, resume: bool = False):
         self.model = model
         self.opts = opts
         self.device = z.device
@@ -111,17 +123,25 @@ class Engine:
         self.K = opts.student_steps
         self.s = torch.as_tensor(model.fm_steps).detach().double()[: self.J].to(self.device)
         self.runner = ModelRunner(model, inputs, opts.chunk, self.device)
-        self.stats = SearchStats(chunk=opts.chunk, samples=self.B)
+        self.comm = comm or Comm()
+        self.checkpoint = checkpoint
+        self.resume = resume
+        self.stats = SearchStats(chunk=opts.chunk, samples=self.B, world_size=self.comm.size)
         self.frames = frame_indices(opts.frames, self.shape[1]) if len(self.shape) >= 2 else None
 
     # ------------------------------------------------------------------ helpers
     def _call(self, x: torch.Tensor, grid: torch.Tensor, samples: torch.Tensor, where: str) -> torch.Tensor:
-        v = self.runner(x.reshape((-1,) + self.shape), grid, samples).reshape(x.shape[0], self.D)
+        """Velocities [R, D] of all R rows: this rank evaluates its shard, the ranks share them."""
+        R = x.shape[0]
+        mine = self.comm.shard(R)
+        v = self.runner(x[mine].reshape((-1,) + self.shape), grid[mine], samples[mine])
+        v = v.reshape(v.shape[0], self.D)
         bad = first_non_finite(v)
-        if bad is not None:
-            raise FloatingPointError(f"the model returned NaN or inf {where} at grid index "
-                                     f"{int(grid[bad])} (sample {int(samples[bad])})")
-        return v
+        report = self.comm.first_report(None if bad is None else (int(grid[mine][bad]), int(samples[mine][bad])))
+        if report is not None:
+            raise FloatingPointError(f"the model returned NaN or inf {where} at grid index {report[0]} "
+                                     f"(sample {report[1]})")
+        return self.comm.gather_rows(v, R)
 
     def _selection(self, level: int):
         """Flat indices of the latent elements the cost compares at a level, or None for all."""
@@ -136,53 +156,71 @@ class Engine:
         return idx.reshape(-1).to(self.device)
 
     def _costs(self, x, v, targets, row_sample, row_grid, sel, bound=None):
+        """Costs [R, J'] of all rows: this rank computes its shard's, the ranks share them."""
         begin = time.perf_counter()
+        R = x.shape[0]
+        mine = self.comm.shard(R)
+        x, v = x[mine], v[mine]
         if sel is not None:
             x, v = x[:, sel], v[:, sel]
         self.stats.cost_backend = pick_backend(x, v, targets, self.opts.norm)
-        costs = euler_costs(x, v, targets, row_sample, row_grid, self.s, norm=self.opts.norm,
+        costs = euler_costs(x, v, targets, row_sample[mine], row_grid[mine], self.s, norm=self.opts.norm,
                             float32=self.opts.float32, backend=self.stats.cost_backend, bound=bound)
+        costs = self.comm.gather_rows(costs, R)
         synchronize(self.device)
         self.stats.seconds_costs += time.perf_counter() - begin
         return costs
 
-    def _bar(self, total: int, desc: str):
-        return tqdm(total=total, desc=desc, disable=not self.opts.progress, leave=False, dynamic_ncols=True)
+    def _bar(self, total: int, desc: str, initial: int = 0):
+        return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True,
+                    disable=not self.opts.progress or self.comm.rank != 0)
+
+    def _save(self, **state):
+        if self.checkpoint is not None:
+            self.checkpoint.save(**state)
 
     # ------------------------------------------------------------------ teacher
     def teacher(self, keep_velocities: bool):
-        """T [J, B, D] (and V [J, B, D] when asked): T[N] = z, T[i-1] = T[i] + v(T[i], i) ds."""
+        """T [J, B, D] (and V [J, B, D] when asked): T[N] = z, T[i-1] = T[i] + v(T[i], i) ds.
+        The ranks roll out disjoint samples and share the trajectories at the end."""
         begin = time.perf_counter()
-        B, N = self.B, self.N
-        T = torch.empty((self.J, B, self.D), dtype=self.z.dtype, device=self.device)
+        N = self.N
+        mine = self.comm.shard(self.B)
+        samples = torch.arange(self.B, device=self.device)[mine]
+        b = samples.numel()
+        T = torch.empty((self.J, b, self.D), dtype=self.z.dtype, device=self.device)
         V = None
-        T[N] = self.z
-        samples = torch.arange(B, device=self.device)
-        x = self.z
+        T[N] = self.z[mine]
+        x = self.z[mine]
         with self._bar(N, "teacher") as bar:
             for i in range(N, 0, -1):
-                grid = torch.full((B,), i, dtype=torch.long, device=self.device)
-                v = self._call(x, grid, samples, "in the teacher rollout")
+                grid = torch.full((b,), i, dtype=torch.long, device=self.device)
+                v = self.runner(x.reshape((-1,) + self.shape), grid, samples).reshape(b, self.D)
+                bad = first_non_finite(v)
+                report = self.comm.first_report(None if bad is None else (i, int(samples[bad])))
+                if report is not None:
+                    raise FloatingPointError(f"the model returned NaN or inf in the teacher rollout at grid index "
+                                             f"{report[0]} (sample {report[1]})")
                 if keep_velocities:
                     if V is None:
-                        V = torch.empty((self.J, B, self.D), dtype=v.dtype, device=self.device)
+                        V = torch.empty((self.J, b, self.D), dtype=v.dtype, device=self.device)
                     V[i] = v
-                x = euler_rows(x, v, (self.s[i - 1] - self.s[i]).expand(B), self.opts.float32)
+                x = euler_rows(x, v, (self.s[i - 1] - self.s[i]).expand(b), self.opts.float32)
                 T[i - 1] = x
                 bar.update()
+        T = self.comm.gather_rows(T.transpose(0, 1), self.B).transpose(0, 1).contiguous()
+        if V is not None:
+            V = self.comm.gather_rows(V.transpose(0, 1), self.B).transpose(0, 1).contiguous()
         self.stats.teacher_calls = self.runner.calls
         self.stats.seconds_teacher = time.perf_counter() - begin
         return T, V
 
     # ------------------------------------------------------------------ modes compat / exact
-    def levels(self, T: torch.Tensor) -> torch.Tensor:
-        """Paths [G, K] of the DP of modes compat/exact (G = 1 for joint, else B)."""
+    def initial_levels_state(self) -> dict:
+        """best, from, the candidates to evaluate (live) and the states, before level 0."""
         o, B, J, K, N = self.opts, self.B, self.J, self.K, self.N
-        joint = o.aggregate == "joint"
-        G = 1 if joint else B
+        G = 1 if o.aggregate == "joint" else B
         dev = self.device
-        best = torch.full((G, J), math.inf, dtype=torch.float64, device=dev)
-        from_ = torch.full((G, K + 1, J), N, dtype=torch.int64, device=dev)
         live = torch.zeros((G, J), dtype=torch.bool, device=dev)
         if o.mode == "compat" or o.free_start:
             state = self.z[:, None, :].expand(B, J, self.D).clone()
@@ -192,10 +230,21 @@ class Engine:
             state = torch.empty((B, J, self.D), dtype=self.z.dtype, device=dev)
             state[:, N] = self.z
             live[:, N] = True
+        return dict(level=0, best=torch.full((G, J), math.inf, dtype=torch.float64, device=dev),
+                    from_=torch.full((G, K + 1, J), N, dtype=torch.int64, device=dev), live=live, state=state)
+
+    def levels(self, T: torch.Tensor, saved: dict) -> torch.Tensor:
+        """Paths [G, K] of the DP of modes compat/exact (G = 1 for joint, else B), from the level
+        state `saved` (initial_levels_state(), or a checkpoint's)."""
+        o, B, J, K = self.opts, self.B, self.J, self.K
+        joint = o.aggregate == "joint"
+        G = 1 if joint else B
+        dev = self.device
+        best, from_, live, state = saved["best"], saved["from_"], saved["live"], saved["state"]
         static_sel = None if o.random_channels else self._selection(0)
         static_targets = T if static_sel is None else T[:, :, static_sel].contiguous()
-        with self._bar(K, "levels") as bar:
-            for k in range(K):
+        with self._bar(K, "levels", initial=saved["level"]) as bar:
+            for k in range(saved["level"], K):
                 sel, targets = static_sel, static_targets
                 if o.random_channels:
                     sel = self._selection(k)
@@ -257,6 +306,7 @@ class Engine:
                 live[:, : 1 if o.mode == "compat" else max(1, K - k - 1)] = False
                 synchronize(dev)
                 self.stats.seconds_dp += time.perf_counter() - begin
+                self._save(phase="levels", T=T, level=k + 1, best=best, from_=from_, live=live, state=state)
                 bar.update()
                 bar.set_postfix(rows=R)
         begin = time.perf_counter()
@@ -294,9 +344,19 @@ class Engine:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         o = self.opts
-        T, V = self.teacher(keep_velocities=o.mode == "teacher")
+        saved = self.checkpoint.load(self.device) if self.checkpoint is not None and self.resume else None
+        if saved is not None:
+            T, V = saved["T"], saved.get("V")
+            self.stats.resumed_from = "the teacher rollout" if saved["phase"] == "teacher" else f"level {saved['level'] - 1}"
+        else:
+            T, V = self.teacher(keep_velocities=o.mode == "teacher")
+            self._save(phase="teacher", T=T, **({} if V is None else dict(V=V)))
         teacher_rows = self.runner.rows
-        paths = self.teacher_paths(T, V) if o.mode == "teacher" else self.levels(T)
+        if o.mode == "teacher":
+            paths = self.teacher_paths(T, V)
+        else:
+            paths = self.levels(T, saved if saved is not None and saved["phase"] == "levels"
+                                else self.initial_levels_state())
         schedule = None
         if o.aggregate == "median":
             schedule = dp.median_steps(paths).tolist()
@@ -307,6 +367,8 @@ class Engine:
         st.candidate_rows = self.runner.rows - teacher_rows
         st.padded_rows = self.runner.padded_rows
         st.model_seconds = self.runner.seconds
+        st.oom_backoffs = self.runner.oom_backoffs
+        st.chunk = self.runner.chunk
         st.seconds_total = time.perf_counter() - begin
         if self.device.type == "cuda":
             st.peak_memory_bytes = torch.cuda.max_memory_allocated(self.device)

@@ -1,0 +1,121 @@
+"""Searches shared by torch.distributed ranks, checkpoints and resume, out-of-memory back-off."""
+
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import oss_fast
+
+from models import TinyConvNet
+
+CASES = [("compat", "per_sample"), ("exact", "per_sample"), ("compat", "joint"), ("exact", "median")]
+
+
+def problem():
+    model = TinyConvNet(teacher_steps=24, shift=2.0, seed=3)
+    z = torch.randn(3, 4, 6, 6, generator=torch.Generator().manual_seed(4))
+    cond = torch.tensor([2, 5, 7])  # per-sample conditioning
+    return model, z, cond
+
+
+def search(mode, aggregate, **kwargs):
+    model, z, cond = problem()
+    return oss_fast.search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate, max_batch=5,
+                           progress=False, **kwargs)
+
+
+def _rank_main(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        results = {case: (r.steps, r.schedule, r.stats.candidate_rows) for case in CASES
+                   for r in [search(*case)]}
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_give_the_single_process_result(tmp_path):
+    mp.spawn(_rank_main, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for case in CASES:
+        single = search(*case)
+        for rank in ranks:
+            steps, schedule, rows = rank[case]
+            assert steps == single.steps and schedule == single.schedule, case
+        # the ranks shared the candidate rows between them
+        assert ranks[0][case][2] + ranks[1][case][2] == single.stats.candidate_rows
+
+
+class Bomb:
+    """A model that raises after a number of calls (an interrupted search)."""
+
+    def __init__(self, model, calls_before):
+        self.model, self.calls_before, self.calls = model, calls_before, 0
+        self.fm_steps = model.fm_steps
+        self.name = type(model).__qualname__  # the same model to the checkpoint's fingerprint
+
+    def __call__(self, x, t, cond, kwargs):
+        self.calls += 1
+        if self.calls > self.calls_before:
+            raise KeyboardInterrupt("simulated interruption")
+        return self.model(x, t, cond, kwargs)
+
+
+@pytest.mark.parametrize("mode", ["compat", "exact"])
+def test_resume_after_an_interruption_gives_the_same_result(tmp_path, mode):
+    model, z, cond = problem()
+    fresh = search(mode, "per_sample")
+    # calls of the teacher (one per grid index at max_batch >= B) and of levels 0..2
+    calls = 24 + sum(-(-r // 5) for r in fresh.stats.rows_per_level[:3])
+    path = tmp_path / "search.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        oss_fast.search(Bomb(model, calls), z, cond, student_steps=4, mode=mode, aggregate="per_sample",
+                        max_batch=5, progress=False, checkpoint=path)
+    assert torch.load(path, weights_only=True)["level"] == 3
+    resumed = search(mode, "per_sample", checkpoint=path, resume=True)
+    assert resumed.steps == fresh.steps
+    assert resumed.stats.resumed_from == "level 2"
+    assert resumed.stats.teacher_calls == 0
+    assert resumed.stats.candidate_rows == sum(fresh.stats.rows_per_level[3:]) < fresh.stats.candidate_rows
+
+
+def test_checkpoint_from_other_inputs_is_refused(tmp_path):
+    path = tmp_path / "search.ckpt"
+    search("compat", "per_sample", checkpoint=path)
+    model, z, cond = problem()
+    with pytest.raises(ValueError, match="other inputs or options"):
+        oss_fast.search(model, z + 1, cond, student_steps=4, mode="compat", aggregate="per_sample", max_batch=5,
+                        progress=False, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="other inputs or options"):
+        search("exact", "per_sample", checkpoint=path, resume=True)
+    # without resume the file is simply overwritten by a fresh search
+    assert search("exact", "per_sample", checkpoint=path).steps == search("exact", "per_sample").steps
+
+
+class OutOfMemoryAbove:
+    """Raises CUDA's out-of-memory error for calls of more than `rows` rows."""
+
+    def __init__(self, model, rows):
+        self.model, self.rows, self.fm_steps = model, rows, model.fm_steps
+
+    def __call__(self, x, t, cond, kwargs):
+        if x.shape[0] > self.rows:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.model(x, t, cond, kwargs)
+
+
+def test_out_of_memory_halves_the_chunk_and_gives_the_same_result():
+    model, z, cond = problem()
+    plain = oss_fast.search(model, z, cond, student_steps=4, mode="compat", max_batch=16, progress=False)
+    backed_off = oss_fast.search(OutOfMemoryAbove(model, 4), z, cond, student_steps=4, mode="compat", max_batch=16,
+                                 progress=False)
+    assert backed_off.schedule == plain.schedule
+    assert backed_off.stats.oom_backoffs == 2 and backed_off.stats.chunk == 4
+    assert "out-of-memory back-offs to chunk 4" in backed_off.stats.summary()
+    with pytest.raises(RuntimeError, match="one row per model call"):
+        oss_fast.search(OutOfMemoryAbove(model, 0), z, cond, student_steps=4, progress=False)
