@@ -23,14 +23,14 @@ class SearchResult:
     steps: list
     schedule: list | None
     stats: SearchStats
-    mode: str
+    mode: str  # the mode that produced the steps (for "auto": the one it chose)
     aggregate: str
     teacher_steps: int
 
 
 @torch.no_grad()
 def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_steps: int | None = None,
-           mode: str = "exact", aggregate: str = "median", norm: float = 2, channels="all", frames="all",
+           mode: str = "auto", aggregate: str | None = None, norm: float = 2, channels="all", frames="all",
            random_channels: bool = False, seed: int = 0, float32: bool = True, max_batch: int | None = None,
            model_kwargs: dict | None = None, per_sample_kwargs=None, free_start: bool = False,
            objective: str = "sum", progress: bool = True, checkpoint=None, resume: bool = False,
@@ -40,9 +40,14 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
     model: a velocity model `model(x, t, cond, kwargs)` with `model.fm_steps` (DESIGN §2).
     z: initial noises [B, ...]; cond: per-sample conditioning (first dimension B) or shared.
     mode: "exact" (the paper's Algorithm 1), "compat" (what the published search_OSS returns),
-        "teacher" (shortest path over the teacher's own jumps: no extra model calls).
+        "teacher" (shortest path over the teacher's own jumps: no extra model calls), or "auto"
+        (the default): compat/median, exact/joint and teacher/joint on one teacher rollout, keeping
+        the schedule whose Euler samples are closest to the teacher's on validation noises (fresh
+        standard-normal noises, seeded by seed, with the search samples' conditioning). About
+        twice the model calls of one mode; see the README's quality table for why.
     aggregate: "per_sample", "median" (published cal_medium rule) or "joint" (one decision per
-        level and grid index minimising the mean cost over samples).
+        level and grid index minimising the mean cost over samples); default "median" (auto
+        chooses its own).
     norm: p of the |.|^p cost. channels / frames: "all" or how many to compare (frames: dimension 2
         of [B, C, F, H, W]); random_channels draws the channels anew each level (seeded by seed).
     float32: do the Euler update in float32 whatever the latent dtype.
@@ -63,13 +68,15 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
                    free_start=free_start, objective=objective, progress=progress)
     if per_sample_kwargs is None:
         per_sample_kwargs = getattr(model, "per_sample_kwargs", None)
+    if mode == "auto" and checkpoint is not None:
+        raise ValueError("checkpoints need a single mode: choose mode='compat', 'exact' or 'teacher'")
     inputs = SampleInputs(cond, model_kwargs, z.shape[0], per_sample_kwargs)
     comm = Comm(process_group)
     saver = None
     if checkpoint is not None:
         key = fingerprint(model, z, cond, model_kwargs, model_grid(model), opts)
         saver = Checkpoint(checkpoint, key, write=comm.rank == 0)
-    paths, schedule, stats = Engine(model, z, inputs, opts, comm, saver, resume).run()
+    paths, schedule, mode, aggregate, stats = Engine(model, z, inputs, opts, comm, saver, resume).run()
     return SearchResult(steps=paths, schedule=schedule, stats=stats, mode=mode, aggregate=aggregate,
                         teacher_steps=opts.teacher_steps)
 

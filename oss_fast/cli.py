@@ -292,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--models", nargs="+", default=list(BUNDLED), choices=list(BUNDLED))
     q.add_argument("--teacher-steps", type=int, default=100)
     q.add_argument("--ks", type=int, nargs="+", default=[5, 10])
-    q.add_argument("--search-samples", type=int, default=8)
+    q.add_argument("--search-samples", type=int, default=32)
     q.add_argument("--eval-samples", type=int, default=64)
     q.add_argument("--out", help="also write the table to this file")
     q.add_argument("--no-progress", action="store_true")

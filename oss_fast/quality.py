@@ -19,6 +19,7 @@ METHODS = [  # (label, search options); None: a fixed schedule
     ("exact free start, joint", dict(mode="exact", aggregate="joint", free_start=True)),
     ("compat, median", dict(mode="compat", aggregate="median")),
     ("compat, joint", dict(mode="compat", aggregate="joint")),
+    ("auto (the default)", dict(mode="auto")),
 ]
 GRIDS = [("uniform grid", 1.0), ("shifted grid (3)", 3.0)]
 
@@ -56,7 +57,7 @@ def quality_rows(model_name: str, shift: float, teacher_steps: int, ks, search_s
 
 
 def quality_table(models=("digits", "gaussian_mixture"), teacher_steps: int = 100, ks=(5, 10),
-                  search_samples: int = 8, eval_samples: int = 64, progress: bool = True) -> str:
+                  search_samples: int = 32, eval_samples: int = 64, progress: bool = True) -> str:
     """Markdown: one table per model and grid; MSE and PSNR (dB) to the teacher per K."""
     columns = ["method"] + [f"{m} K={K}" for K in ks for m in ("mse", "psnr")]
     parts = [f"MSE and PSNR (dB) to the {teacher_steps}-step teacher on {eval_samples} held-out noises "

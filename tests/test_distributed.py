@@ -93,6 +93,8 @@ def test_checkpoint_from_other_inputs_is_refused(tmp_path):
                         progress=False, checkpoint=path, resume=True)
     with pytest.raises(ValueError, match="other inputs or options"):
         search("exact", "per_sample", checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="single mode"):
+        oss_fast.search(model, z, cond, student_steps=4, checkpoint=path)  # mode auto
     # without resume the file is simply overwritten by a fresh search
     assert search("exact", "per_sample", checkpoint=path).steps == search("exact", "per_sample").steps
 

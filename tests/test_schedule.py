@@ -25,7 +25,7 @@ def test_from_search_and_json_round_trip_is_exact(tmp_path):
     model, res, schedule = searched()
     assert schedule.indices == res.schedule
     assert schedule.sigmas == [float(model.fm_steps[i]) for i in reversed(res.schedule)] + [0.0]
-    assert schedule.metadata["mode"] == "exact" and schedule.metadata["student_steps"] == 5
+    assert schedule.metadata["mode"] == res.mode and schedule.metadata["student_steps"] == 5
     assert schedule.metadata["grid"] == {"teacher_steps": 30, "first": 0.0, "last": 1.0, "kind": "shifted", "shift": 3.0}
     path = tmp_path / "s.json"
     schedule.save(path)

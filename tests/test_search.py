@@ -61,6 +61,24 @@ def test_modes_and_aggregations_equal_reference(mode, aggregate, kind):
             assert res.schedule == ref.median(res.steps)
 
 
+@pytest.mark.parametrize("kind", ["mixture", "convnet"])
+def test_auto_keeps_the_candidate_closest_to_the_teacher_on_validation_noises(kind):
+    model, z, cond = make(kind, 30, 2.0, 3, seed=2)
+    res = oss_fast.search(model, z, cond, student_steps=4, seed=7, progress=False)
+    # validation noises: standard normal from seed + 1, with the search samples' conditioning
+    z_val = torch.randn(z.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64).to(z.dtype)
+    teacher = ref.sample(model, z_val, list(range(1, 31)), cond)
+    candidates = {}
+    for mode, aggregate in (("compat", "median"), ("exact", "joint"), ("teacher", "joint")):
+        steps = ref.search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate)
+        x = ref.sample(model, z_val, steps, cond)
+        candidates[mode, aggregate] = (float(((x.double() - teacher.double()) ** 2).mean()), steps)
+    chosen = min(candidates, key=lambda c: candidates[c][0])  # the first of equals, as auto
+    assert (res.mode, res.aggregate) == chosen and res.schedule == candidates[chosen][1]
+    for (mode, aggregate), (error, _) in candidates.items():
+        assert res.stats.auto_candidates[f"{mode}/{aggregate}"] == pytest.approx(error, rel=1e-12)
+
+
 @pytest.mark.parametrize("objective", ["sum", "max"])
 def test_teacher_objectives_equal_reference(objective):
     model, z, cond = make("mixture", 40, 3.0, 2)
@@ -188,6 +206,8 @@ def test_bad_inputs_raise_before_any_model_call():
         dict(student_steps=3, max_batch=0),
         dict(student_steps=3, free_start=True, mode="compat"),
         dict(student_steps=3, teacher_steps=11),
+        dict(student_steps=3, aggregate="joint"),  # mode auto chooses its own
+        dict(student_steps=11),  # auto needs K <= N like exact
     ]
     for kwargs in cases:
         with pytest.raises(ValueError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -68,6 +68,7 @@ class SearchStats:
     oom_backoffs: int = 0
     resumed_from: str = ""
     world_size: int = 1
+    auto_candidates: dict = field(default_factory=dict)  # mode "auto": "mode/aggregate" -> search-noise MSE
 
     @property
     def candidate_rows_per_sample(self) -> float:
@@ -103,6 +104,13 @@ def frame_indices(frames, num_frames: int):
     if frames == "all":
         return None
     return torch.linspace(0, num_frames - 1, int(frames), dtype=torch.long).tolist()
+
+
+# mode "auto": the combinations it searches (sharing one teacher rollout) and chooses among. Each
+# candidate's schedule is scored on validation noises -- fresh standard-normal noises with the
+# search samples' conditioning, not the noises it was searched on (a schedule fits those) -- by
+# the MSE of Euler along it to the teacher's samples. compat/median is the published search.
+AUTO_CANDIDATES = (("compat", "median"), ("exact", "joint"), ("teacher", "joint"))
 
 
 class Engine:
@@ -338,8 +346,46 @@ class Engine:
         return paths
 
     # ------------------------------------------------------------------ all of it
+    def aggregated(self, paths: torch.Tensor):
+        if self.opts.aggregate == "median":
+            return dp.median_steps(paths).tolist()
+        if self.opts.aggregate == "joint":
+            return paths[0].tolist()
+        return None
+
+    def euler_along(self, z: torch.Tensor, steps: list[int]) -> torch.Tensor:
+        """Euler from z [B, D] along [0] + steps, last index first (rows shared by the ranks)."""
+        samples = torch.arange(self.B, device=self.device)
+        path = [0] + list(steps)
+        x = z
+        for n in range(len(path) - 1, 0, -1):
+            i, j = path[n], path[n - 1]
+            grid = torch.full((self.B,), i, dtype=torch.long, device=self.device)
+            v = self._call(x, grid, samples, "while scoring the candidates of mode auto")
+            x = euler_rows(x, v, (self.s[j] - self.s[i]).expand(self.B), self.opts.float32)
+        return x
+
+    def auto(self, T: torch.Tensor, V: torch.Tensor):
+        """Mode auto: each of AUTO_CANDIDATES on the same teacher rollout; the schedule with the
+        lowest validation error wins (the first listed on a tie). Returns (paths, schedule)."""
+        base = self.opts
+        gen = torch.Generator().manual_seed(base.seed + 1)
+        z_val = torch.randn(self.z.shape, generator=gen, dtype=torch.float64).to(self.device, self.z.dtype)
+        teacher_val = self.euler_along(z_val, list(range(1, self.N + 1))).double()
+        best = None
+        for mode, aggregate in AUTO_CANDIDATES:
+            self.opts = replace(base, mode=mode, aggregate=aggregate)
+            paths = self.teacher_paths(T, V) if mode == "teacher" else self.levels(T, self.initial_levels_state())
+            schedule = self.aggregated(paths)
+            error = float(((self.euler_along(z_val, schedule).double() - teacher_val) ** 2).mean())
+            self.stats.auto_candidates[f"{mode}/{aggregate}"] = error
+            if best is None or error < best[0]:
+                best = (error, self.opts, paths, schedule)
+        _, self.opts, paths, schedule = best
+        return paths, schedule
+
     def run(self):
-        """Returns (paths [G, K] as lists, schedule or None, stats)."""
+        """Returns (paths [G, K] as lists, schedule or None, mode, aggregate, stats)."""
         begin = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -349,19 +395,18 @@ class Engine:
             T, V = saved["T"], saved.get("V")
             self.stats.resumed_from = "the teacher rollout" if saved["phase"] == "teacher" else f"level {saved['level'] - 1}"
         else:
-            T, V = self.teacher(keep_velocities=o.mode == "teacher")
+            T, V = self.teacher(keep_velocities=o.mode in ("teacher", "auto"))
             self._save(phase="teacher", T=T, **({} if V is None else dict(V=V)))
         teacher_rows = self.runner.rows
-        if o.mode == "teacher":
-            paths = self.teacher_paths(T, V)
+        if o.mode == "auto":
+            paths, schedule = self.auto(T, V)
         else:
-            paths = self.levels(T, saved if saved is not None and saved["phase"] == "levels"
-                                else self.initial_levels_state())
-        schedule = None
-        if o.aggregate == "median":
-            schedule = dp.median_steps(paths).tolist()
-        elif o.aggregate == "joint":
-            schedule = paths[0].tolist()
+            if o.mode == "teacher":
+                paths = self.teacher_paths(T, V)
+            else:
+                paths = self.levels(T, saved if saved is not None and saved["phase"] == "levels"
+                                    else self.initial_levels_state())
+            schedule = self.aggregated(paths)
         st = self.stats
         st.candidate_calls = self.runner.calls - st.teacher_calls
         st.candidate_rows = self.runner.rows - teacher_rows
@@ -376,4 +421,4 @@ class Engine:
         else:
             st.peak_memory_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             st.memory_scope = "process max RSS"
-        return paths.tolist(), schedule, st
+        return paths.tolist(), schedule, self.opts.mode, self.opts.aggregate, st

@@ -6,7 +6,7 @@ import torch
 
 from .search import SearchOptions
 
-MODES = ("compat", "exact", "teacher")
+MODES = ("auto", "compat", "exact", "teacher")
 AGGREGATES = ("per_sample", "median", "joint")
 OBJECTIVES = ("sum", "max")
 
@@ -56,6 +56,12 @@ def options(model, z, *, student_steps, teacher_steps=None, mode, aggregate, nor
     N = N_model if teacher_steps is None else _positive_int("teacher_steps", teacher_steps, 1, N_model)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "auto":
+        if aggregate is not None:
+            raise ValueError("mode 'auto' chooses its aggregation itself: leave aggregate unset, or choose a mode")
+        aggregate = "median"  # a placeholder: auto sets mode and aggregation per candidate
+    elif aggregate is None:
+        aggregate = "median"
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
     if objective not in OBJECTIVES:
@@ -73,7 +79,7 @@ def options(model, z, *, student_steps, teacher_steps=None, mode, aggregate, nor
     frames = _selection_count("frames", frames, None)
     if random_channels and channels == "all":
         raise ValueError("random_channels needs channels = n (how many to draw per level)")
-    if free_start and mode != "exact":
+    if free_start and mode != "exact":  # (auto included: its exact candidate starts at N)
         raise ValueError("free_start applies to mode 'exact' only")
     chunk = 32 if max_batch is None else _positive_int("max_batch", max_batch)
     return SearchOptions(student_steps=K, teacher_steps=N, mode=mode, aggregate=aggregate, norm=norm,
