@@ -262,7 +262,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--student-steps", type=int, default=10, help="K, the student's steps (default 10)")
     s.add_argument("--mode", choices=["exact", "compat", "teacher"], help="default: oss_fast.search's")
     s.add_argument("--aggregate", choices=["median", "joint", "per_sample"], help="default: oss_fast.search's")
-    s.add_argument("--samples", type=int, default=8, help="noises searched on (default 8)")
+    s.add_argument("--samples", type=int, default=32, help="noises searched on (default 32)")
     s.add_argument("--seed", type=int, default=0, help="seed of the search noises (held-out: seed + 1000)")
     s.add_argument("--eval-samples", type=int, default=64, help="held-out noises of the comparison")
     s.add_argument("--max-batch", type=int, default=None, help="rows per model call")
