@@ -13,12 +13,7 @@ import numpy as np
 import torch
 
 from .api import sample
-
-
-def snap_to_grid(grid, sigmas) -> list[int]:
-    """Grid indices nearest to the given nonzero sigmas, ascending and distinct."""
-    grid = np.asarray(torch.as_tensor(grid, dtype=torch.float64).cpu())
-    return sorted({int(np.argmin(np.abs(grid - s))) for s in sigmas} - {0})
+from .schedule import snap_to_grid
 
 
 def uniform_steps(grid, K: int) -> list[int]:

@@ -144,8 +144,7 @@ class Schedule:
         if grid is None and self.grid is None:
             raise ValueError("no grid to snap to")
         grid = _floats(self.grid if grid is None else grid)
-        idx = sorted({int(np.argmin(np.abs(np.array(grid) - s))) for s in self.sigmas[:-1]} - {0})
-        return Schedule.from_indices(idx, grid=grid, metadata=dict(self.metadata, snapped=True),
+        return Schedule.from_indices(snap_to_grid(grid, self.sigmas[:-1]), grid=grid, metadata=dict(self.metadata, snapped=True),
                                      parameterization=self.parameterization)
 
     def sample(self, model, z, cond=None, **kwargs):
@@ -252,6 +251,12 @@ class Schedule:
             yield scheduler
         finally:
             del scheduler.set_timesteps  # back to the class's method
+
+
+def snap_to_grid(grid, sigmas) -> list[int]:
+    """Grid indices nearest to the given nonzero sigmas, ascending and distinct."""
+    grid = np.asarray(_floats(grid))
+    return sorted({int(np.argmin(np.abs(grid - s))) for s in sigmas} - {0})
 
 
 def _grid_index(grid: list[float], sigma: float, tol: float = 1e-9):
