@@ -80,31 +80,37 @@ def model_name(spec: str) -> str:
 
 # ---------------------------------------------------------------------------- commands
 
-def distributed_rank(device: str) -> tuple[int, str]:
+def distributed_rank(device: str) -> tuple[int, str, bool]:
     """Under torchrun (WORLD_SIZE > 1): joins the process group (NCCL for CUDA, else gloo) and
-    returns (rank, this rank's device); otherwise (0, device)."""
+    returns (rank, this rank's device, whether it joined here); otherwise (0, device, False)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, device
+        return 0, device, False
     import torch
     import torch.distributed as dist
 
     if device.startswith("cuda"):
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    joined = not dist.is_initialized()
+    if joined:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return dist.get_rank(), device
+    return dist.get_rank(), device, joined
 
 
 def cmd_search(args) -> int:
     from . import Schedule, search
 
-    rank, device = distributed_rank(args.device)
+    rank, device, joined = distributed_rank(args.device)
     model = load_model(args.model, args.teacher_steps, args.shift, device)
     z, cond = noises(model, args.samples, args.seed)
     options = {k: v for k, v in dict(mode=args.mode, aggregate=args.aggregate).items() if v is not None}
     res = search(model, z, cond, student_steps=args.student_steps, max_batch=args.max_batch,
                  progress=not args.no_progress, checkpoint=args.checkpoint, resume=args.resume, **options)
+    if joined:  # leave the group together: a rank exiting with it open can abort the others
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     if rank != 0:  # every rank holds the same result; one writes it
         return 0
     schedule = Schedule.from_search(res, model, seeds=[args.seed], metadata=dict(samples=args.samples,
