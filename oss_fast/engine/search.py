@@ -86,6 +86,14 @@ class SearchStats:
                 f"({self.memory_scope}){extra}")
 
 
+def mean_over_samples(per_sample: torch.Tensor) -> torch.Tensor:
+    """Mean over dimension 0, summed in sample order as the reference sums (bitwise equal)."""
+    total = per_sample[0].clone()
+    for b in range(1, per_sample.shape[0]):
+        total += per_sample[b]
+    return total / per_sample.shape[0]
+
+
 def channel_indices(channels, num_channels: int, level: int, random_channels: bool, seed: int):
     """Channels the cost compares at a level: None (all), the first n, or a random n per level."""
     if channels == "all":
@@ -144,12 +152,16 @@ class Engine:
         mine = self.comm.shard(R)
         v = self.runner(x[mine].reshape((-1,) + self.shape), grid[mine], samples[mine])
         v = v.reshape(v.shape[0], self.D)
+        self._check_finite(v, grid[mine], samples[mine], where)
+        return self.comm.gather_rows(v, R)
+
+    def _check_finite(self, v, grid, samples, where: str):
+        """Raises on every rank if any rank's rows (v with their grid indices and samples) hold NaN/inf."""
         bad = first_non_finite(v)
-        report = self.comm.first_report(None if bad is None else (int(grid[mine][bad]), int(samples[mine][bad])))
+        report = self.comm.first_report(None if bad is None else (int(grid[bad]), int(samples[bad])))
         if report is not None:
             raise FloatingPointError(f"the model returned NaN or inf {where} at grid index {report[0]} "
                                      f"(sample {report[1]})")
-        return self.comm.gather_rows(v, R)
 
     def _selection(self, level: int):
         """Flat indices of the latent elements the cost compares at a level, or None for all."""
@@ -204,11 +216,7 @@ class Engine:
             for i in range(N, 0, -1):
                 grid = torch.full((b,), i, dtype=torch.long, device=self.device)
                 v = self.runner(x.reshape((-1,) + self.shape), grid, samples).reshape(b, self.D)
-                bad = first_non_finite(v)
-                report = self.comm.first_report(None if bad is None else (i, int(samples[bad])))
-                if report is not None:
-                    raise FloatingPointError(f"the model returned NaN or inf in the teacher rollout at grid index "
-                                             f"{report[0]} (sample {report[1]})")
+                self._check_finite(v, grid, samples, "in the teacher rollout")
                 if keep_velocities:
                     if V is None:
                         V = torch.empty((self.J, b, self.D), dtype=v.dtype, device=self.device)
@@ -277,12 +285,9 @@ class Engine:
 
                 begin = time.perf_counter()
                 if joint:
-                    per_sample = costs.reshape(B, -1, Jt)
-                    mean = per_sample[0].clone()
-                    for b in range(1, B):  # in sample order, as the reference sums
-                        mean += per_sample[b]
+                    mean = mean_over_samples(costs.reshape(B, -1, Jt))
                     group_costs = torch.full((1, mean.shape[0], J), math.inf, dtype=torch.float64, device=dev)
-                    group_costs[0, :, :Jt] = mean / B
+                    group_costs[0, :, :Jt] = mean
                     group_cand = i_idx[None]
                 else:
                     counts = live.sum(dim=1)
@@ -337,10 +342,7 @@ class Engine:
                 C[b, grid] = self._costs(T[grid, b], V[grid, b], targets, samples, grid, sel)
         begin = time.perf_counter()
         if self.opts.aggregate == "joint":
-            mean = C[0].clone()
-            for b in range(1, B):
-                mean += C[b]
-            C = (mean / B)[None]
+            C = mean_over_samples(C)[None]
         paths, _ = dp.kstep_path(C.contiguous(), self.K, self.opts.objective)
         self.stats.seconds_dp += time.perf_counter() - begin
         return paths
