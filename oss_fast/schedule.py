@@ -2,7 +2,8 @@
 
 A schedule is K steps: grid indices of the model's grid (ascending; the last is where sampling
 starts) and their flow times, the sigmas (descending, ending at 0). It saves to JSON with what
-produced it, interpolates to other step counts, samples, and exports to diffusers:
+produced it, interpolates to other step counts, and exports to diffusers; `oss_fast.sample(model, z,
+schedule)` samples along it. It is a plain value: this module imports only the grid math.
 
 * schedulers with flow sigmas (FlowMatchEulerDiscreteScheduler: FLUX, SD3; UniPCMultistepScheduler
   with use_flow_sigmas: Wan) get the sigmas *before* the scheduler re-applies its shift, so that
@@ -27,6 +28,9 @@ import math
 
 import numpy as np
 import torch
+
+from ._version import __version__
+from .grid import describe_grid, grid_index, image_seq_len, scheduler_mu, snap_to_grid, time_unshift
 
 FORMAT = "oss_fast.schedule/1"
 PARAMETERIZATIONS = ("flow", "ddpm")
@@ -112,7 +116,7 @@ class Schedule:
         indices = None
         if grid is not None:
             grid = _floats(grid)
-            found = [_grid_index(grid, s) for s in sigmas[:-1]]
+            found = [grid_index(grid, s) for s in sigmas[:-1]]
             if all(i is not None for i in found):
                 indices = found[::-1]
         return cls(sigmas, indices, grid, None, parameterization, metadata)
@@ -147,14 +151,6 @@ class Schedule:
         return Schedule.from_indices(snap_to_grid(grid, self.sigmas[:-1]), grid=grid, metadata=dict(self.metadata, snapped=True),
                                      parameterization=self.parameterization)
 
-    def sample(self, model, z, cond=None, **kwargs):
-        """Euler along the schedule's grid indices (oss_fast.sample)."""
-        from .api import sample
-
-        if self.indices is None:
-            raise ValueError("this schedule has no grid indices (interpolated?): use snap(), or export it to diffusers")
-        return sample(model, z, self.indices, cond, **kwargs)
-
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
         return dict(format=FORMAT, indices=self.indices, sigmas=self.sigmas, timesteps=self.timesteps,
@@ -163,7 +159,7 @@ class Schedule:
     def save(self, path) -> None:
         """Writes JSON; floats are written exactly (repr), so load(save(s)) == s."""
         meta = self.metadata
-        meta.setdefault("oss_fast_version", _version())
+        meta.setdefault("oss_fast_version", __version__)
         meta.setdefault("date", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
         with open(path, "w") as f:
             json.dump(self.to_dict(), f, indent=1)
@@ -199,11 +195,10 @@ class Schedule:
                 if mu is None:
                     raise ValueError("the scheduler shifts by image size: give mu, or height and width")
                 m = math.exp(mu) if config.get("time_shift_type", "exponential") == "exponential" else mu
-                unshifted = 1 / (1 + m * (1 / sigmas - 1))
-                return dict(sigmas=unshifted, mu=mu)
+                return dict(sigmas=time_unshift(sigmas, m), mu=mu)
             shift = config.get("shift", None) if "shift" in config else config.get("flow_shift", 1.0)
             shift = 1.0 if shift is None else shift
-            return dict(sigmas=sigmas / (shift - (shift - 1) * sigmas))
+            return dict(sigmas=time_unshift(sigmas, shift))
         # ddpm
         if "sigmas" in params and hasattr(scheduler, "alphas_cumprod") and not config.get("use_flow_sigmas", False):
             s = np.array(self.sigmas)
@@ -222,7 +217,8 @@ class Schedule:
         scheduler = getattr(pipe_or_scheduler, "scheduler", pipe_or_scheduler)
         is_pipe = scheduler is not pipe_or_scheduler
         if mu is None and scheduler.config.get("use_dynamic_shifting") and height and width:
-            mu = _pipeline_mu(pipe_or_scheduler, scheduler, height, width)
+            factor = getattr(pipe_or_scheduler, "vae_scale_factor", 8)
+            mu = scheduler_mu(scheduler.config, image_seq_len(height, width, factor))
         args = self.scheduler_arguments(scheduler, mu)
         if not is_pipe:
             return args
@@ -251,48 +247,3 @@ class Schedule:
             yield scheduler
         finally:
             del scheduler.set_timesteps  # back to the class's method
-
-
-def snap_to_grid(grid, sigmas) -> list[int]:
-    """Grid indices nearest to the given nonzero sigmas, ascending and distinct."""
-    grid = np.asarray(_floats(grid))
-    return sorted({int(np.argmin(np.abs(grid - s))) for s in sigmas} - {0})
-
-
-def _grid_index(grid: list[float], sigma: float, tol: float = 1e-9):
-    i = int(np.argmin(np.abs(np.array(grid) - sigma)))
-    return i if abs(grid[i] - sigma) <= tol * max(1.0, abs(sigma)) else None
-
-
-def _pipeline_mu(pipe, scheduler, height: int, width: int) -> float:
-    from .models.flux import calculate_shift
-
-    factor = getattr(pipe, "vae_scale_factor", 8)
-    seq_len = (height // (factor * 2)) * (width // (factor * 2))
-    c = scheduler.config
-    return calculate_shift(seq_len, c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
-                           c.get("base_shift", 0.5), c.get("max_shift", 1.15))
-
-
-def describe_grid(grid: list[float]) -> dict:
-    """A short description of a grid: its size, ends, and whether it is uniform or shifted."""
-    s = np.array(grid)
-    N = len(s) - 1
-    u = np.arange(N + 1) / N
-    desc = dict(teacher_steps=N, first=float(s[0]), last=float(s[-1]))
-    if np.allclose(s, u, atol=1e-9):
-        desc["kind"] = "uniform"
-    else:
-        mid = s[N // 2] if N % 2 == 0 else None
-        if mid is not None and 0 < mid < 1:
-            a = mid / (1 - mid)  # shift a maps 0.5 to a / (1 + a)
-            if np.allclose(s, a * u / (1 + (a - 1) * u), atol=1e-9):
-                desc.update(kind="shifted", shift=float(a))
-        desc.setdefault("kind", "custom")
-    return desc
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

@@ -2,7 +2,7 @@
 
 import torch
 
-from oss_fast.zoo import shifted_grid
+from oss_fast.grid import shifted_grid
 
 
 class TinyConvNet(torch.nn.Module):

@@ -48,7 +48,7 @@ def test_interpolation_is_log_linear_and_identity_at_its_own_length():
     assert len(ten) == 10 and ten.sigmas[0] == schedule.sigmas[0] and ten.sigmas[-2] == pytest.approx(schedule.sigmas[-2])
     assert ten.indices is None  # interpolated sigmas fall between grid points
     with pytest.raises(ValueError, match="no grid indices"):
-        ten.sample(None, None)
+        oss_fast.sample(GaussianMixtureFlow(shape=(2, 4, 4), teacher_steps=30), torch.zeros(1, 2, 4, 4), ten)
 
 
 def test_from_sigmas_recovers_grid_indices_and_sampling_follows_them():
@@ -56,7 +56,10 @@ def test_from_sigmas_recovers_grid_indices_and_sampling_follows_them():
     again = Schedule.from_sigmas(schedule.sigmas[:-1], model.fm_steps)
     assert again.indices == schedule.indices
     z = model.noise(2, seed=5)
-    assert torch.equal(schedule.sample(model, z), oss_fast.sample(model, z, res.schedule))
+    assert torch.equal(oss_fast.sample(model, z, schedule), oss_fast.sample(model, z, res.schedule))
+    other = GaussianMixtureFlow(shape=(2, 4, 4), components=3, teacher_steps=30, shift=1.0, seed=2)
+    with pytest.raises(ValueError, match="another grid"):
+        oss_fast.sample(other, z, schedule)
     snapped = schedule.interpolate(7).snap()
     assert len(snapped.indices) <= 7 and all(1 <= i <= 30 for i in snapped.indices)
 

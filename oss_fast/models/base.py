@@ -33,10 +33,3 @@ def guided(cond_pred: torch.Tensor, uncond_pred: torch.Tensor, scale: float) -> 
     """Classifier-free guidance: uncond + scale * (cond - uncond)."""
     return uncond_pred + scale * (cond_pred - uncond_pred)
 
-
-def grid_from_descending(timesteps, num_timesteps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(model timesteps ascending with 0 first, fm_steps = those / num_timesteps) from a
-    scheduler's descending timesteps that exclude the final 0 (the published wrappers' rule)."""
-    timesteps = torch.as_tensor(timesteps).reshape(-1)
-    ascending = torch.flip(torch.cat([timesteps, torch.zeros_like(timesteps[:1])]), dims=[0])
-    return ascending, ascending / num_timesteps

@@ -4,7 +4,7 @@
   transformer and the scheduler's descending timesteps (sigma * 1000, without the final 0).
 * `FluxWrapper.from_pipeline(pipe, teacher_steps, height, width)` — the grid a FluxPipeline would
   use for teacher_steps steps: sigmas linspace(1, 1/N, N) shifted by the scheduler with the dynamic
-  mu of the image sequence length (calculate_shift), then 0.
+  mu of the image sequence length (grid.calculate_shift), then 0.
 
 The transformer gets `timestep = sigma` (it multiplies by 1000 itself) and, through the search's
 model_kwargs, the packed-latent inputs; `flux_inputs` builds them. Its output is the flow velocity
@@ -16,22 +16,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import VelocityWrapper, grid_from_descending
+from ..grid import grid_from_descending, image_seq_len, scheduler_mu
+from .base import VelocityWrapper
 from .compile import maybe_compile
 
 
-def calculate_shift(image_seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096,
-                    base_shift: float = 0.5, max_shift: float = 1.15) -> float:
-    """FLUX's dynamic shift mu: linear in the image sequence length."""
-    slope = (max_shift - base_shift) / (max_seq_len - base_seq_len)
-    return image_seq_len * slope + base_shift - slope * base_seq_len
-
-
-def flux_timesteps(scheduler, teacher_steps: int, image_seq_len: int) -> torch.Tensor:
+def flux_timesteps(scheduler, teacher_steps: int, seq_len: int) -> torch.Tensor:
     """The descending timesteps a FluxPipeline would sample with for teacher_steps steps."""
-    config = scheduler.config
-    mu = calculate_shift(image_seq_len, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
-                         config.get("base_shift", 0.5), config.get("max_shift", 1.15))
+    mu = scheduler_mu(scheduler.config, seq_len)
     sigmas = np.linspace(1.0, 1 / teacher_steps, teacher_steps)
     scheduler.set_timesteps(sigmas=sigmas, mu=mu, device="cpu")
     return scheduler.timesteps.clone()
@@ -83,8 +75,7 @@ class FluxWrapper(VelocityWrapper):
         factor = getattr(pipe, "vae_scale_factor", 8)
         height = height or getattr(pipe, "default_sample_size", 128) * factor
         width = width or getattr(pipe, "default_sample_size", 128) * factor
-        image_seq_len = (height // (factor * 2)) * (width // (factor * 2))
-        timesteps = flux_timesteps(pipe.scheduler, teacher_steps, image_seq_len)
+        timesteps = flux_timesteps(pipe.scheduler, teacher_steps, image_seq_len(height, width, factor))
         return cls(pipe.transformer, timesteps, pipe.scheduler.config.num_train_timesteps, compile=compile)
 
     def __call__(self, x, t, cond, kwargs):

@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from ..grid import time_shift
 from .base import VelocityWrapper, guided, repeat_rows
 from .compile import maybe_compile
 
@@ -33,7 +34,7 @@ def timestep_transform(t: float, height: int, width: int, num_frames: int, num_t
     ratio_space = math.sqrt(height * width / (512 * 512))
     frames = 1 if num_frames == 1 else num_frames // 17 * 5
     ratio = ratio_space * math.sqrt(frames) * scale
-    return ratio * t / (1 + (ratio - 1) * t) * num_timesteps
+    return time_shift(t, ratio) * num_timesteps
 
 
 def rflow_timesteps(teacher_steps: int, height: int, width: int, num_frames: int, num_timesteps: int = 1000,

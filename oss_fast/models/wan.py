@@ -20,14 +20,14 @@ import inspect
 
 import torch
 
-from .base import VelocityWrapper, grid_from_descending, guided, repeat_rows
+from ..grid import grid_from_descending, time_shift
+from .base import VelocityWrapper, guided, repeat_rows
 from .compile import maybe_compile, maybe_compile_blocks
 
 
 def wan_sigmas(teacher_steps: int, shift: float = 5.0) -> torch.Tensor:
     """The descending shifted sigmas (without the final 0) of Wan's flow schedulers."""
-    sigmas = torch.linspace(1.0, 0.0, teacher_steps + 1, dtype=torch.float64)[:-1]
-    return shift * sigmas / (1 + (shift - 1) * sigmas)
+    return time_shift(torch.linspace(1.0, 0.0, teacher_steps + 1, dtype=torch.float64)[:-1], shift)
 
 
 def _is_diffusers(model) -> bool:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gaussian_mixture import shifted_grid
+from ..grid import shifted_grid
 
 NULL_LABEL = 10
 WEIGHTS_PATH = Path(__file__).with_name("digits_weights.pt")

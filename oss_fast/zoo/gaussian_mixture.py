@@ -18,15 +18,7 @@ import math
 
 import torch
 
-
-def shifted_grid(steps: int, shift: float = 1.0) -> torch.Tensor:
-    """s_i = i / steps mapped by s' = a s / (1 + (a - 1) s) (a = shift; 1 = uniform), float64."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if shift <= 0:
-        raise ValueError(f"shift must be > 0, got {shift}")
-    s = torch.arange(steps + 1, dtype=torch.float64) / steps
-    return shift * s / (1 + (shift - 1) * s)
+from ..grid import shifted_grid
 
 
 class GaussianMixtureFlow:
