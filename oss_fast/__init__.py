@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from . import _C
+from ._version import __version__
 from .api import SearchResult, sample, search
 from .dropin import cal_medium, infer_OSS, search_OSS, search_OSS_batch, search_OSS_video
-from .engine.search import SearchStats
+from .engine.stats import SearchStats
 from .schedule import Schedule
-
-__version__ = _C.build_info()["version"]
 
 
 def build_info() -> dict:

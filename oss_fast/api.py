@@ -9,9 +9,11 @@ import torch
 from .engine.checkpoint import Checkpoint, fingerprint
 from .engine.distributed import Comm
 from .engine.inputs import SampleInputs
-from .engine.search import Engine, SearchStats
-from .engine.validate import model_grid, options
+from .engine.options import check_options, model_grid
+from .engine.search import Engine
+from .engine.stats import SearchStats
 from .ops import euler_rows
+from .schedule import Schedule
 
 
 @dataclass
@@ -62,10 +64,10 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
     process_group: with torch.distributed initialised (e.g. under torchrun), the model calls are
         shared by the ranks of this group (default: the world); every rank returns the same result.
     """
-    opts = options(model, z, student_steps=student_steps, teacher_steps=teacher_steps, mode=mode,
-                   aggregate=aggregate, norm=norm, channels=channels, frames=frames,
-                   random_channels=random_channels, seed=seed, float32=float32, max_batch=max_batch,
-                   free_start=free_start, objective=objective, progress=progress)
+    opts = check_options(model, z, student_steps=student_steps, teacher_steps=teacher_steps, mode=mode,
+                         aggregate=aggregate, norm=norm, channels=channels, frames=frames,
+                         random_channels=random_channels, seed=seed, float32=float32, max_batch=max_batch,
+                         free_start=free_start, objective=objective, progress=progress)
     if per_sample_kwargs is None:
         per_sample_kwargs = getattr(model, "per_sample_kwargs", None)
     if mode == "auto" and checkpoint is not None:
@@ -81,15 +83,30 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
                         teacher_steps=opts.teacher_steps)
 
 
+def schedule_steps(schedule: Schedule, grid: torch.Tensor) -> list[int]:
+    """The grid indices of a Schedule, checked against the model's grid."""
+    if schedule.indices is None:
+        raise ValueError("this schedule has no grid indices (interpolated?): use schedule.snap(model.fm_steps), "
+                         "or export it to diffusers")
+    if schedule.grid is not None and (len(schedule.grid) != grid.numel() or not torch.allclose(
+            torch.tensor(schedule.grid, dtype=torch.float64), grid, rtol=0, atol=1e-9)):
+        raise ValueError(f"the schedule was made on another grid ({schedule.metadata.get('grid', 'unknown')}) "
+                         f"than the model's ({grid.numel() - 1} steps): snap it with schedule.snap(model.fm_steps)")
+    return schedule.indices
+
+
 @torch.no_grad()
 def sample(model, z: torch.Tensor, steps, cond=None, *, float32: bool = True, model_kwargs: dict | None = None,
            max_amp=None, min_amp=None) -> torch.Tensor:
     """Euler from the noise z along [0] + steps, last index first (DESIGN §3.4).
 
+    steps: grid indices (ascending, as a search returns them) or a Schedule made on the model's grid.
     With max_amp/min_amp (sequences indexed by grid index - 1), each sample's 5% and 95% quantiles
     are mapped affinely onto min_amp[i-1], max_amp[i-1] before the call at grid index i.
     """
     s = model_grid(model)
+    if isinstance(steps, Schedule):
+        steps = schedule_steps(steps, s)
     steps = [int(i) for i in steps]
     # non-decreasing: compat schedules with K > N repeat indices (a zero-length step)
     if not steps or any(b < a for a, b in zip([1] + steps, steps)) or steps[-1] >= s.numel():

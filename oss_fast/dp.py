@@ -68,13 +68,12 @@ def reduce_candidates(costs: torch.Tensor, cand: torch.Tensor):
     return mn, arg
 
 
-def level_update(mode: str, best: torch.Tensor, from_: torch.Tensor, level: int, *,
-                 costs: torch.Tensor | None = None, cand: torch.Tensor | None = None,
-                 min_cost: torch.Tensor | None = None, argmin: torch.Tensor | None = None) -> torch.Tensor:
+def level_update(mode: str, best: torch.Tensor, from_: torch.Tensor, level: int, costs: torch.Tensor,
+                 cand: torch.Tensor) -> torch.Tensor:
     """One level of the DP of DESIGN §3.1 (compat) or §3.2 (exact), in place.
 
-    best [G, J] float64 and from_ [G, K+1, J] int64 are updated; give either the candidates'
-    costs [G, M, J] with cand [G, M], or their reduction min_cost [G, J] / argmin [G, J].
+    best [G, J] float64 and from_ [G, K+1, J] int64 are updated from the candidates' costs
+    [G, M, J] and grid indices cand [G, M] (-1 = padding).
     Returns improved [G, J] bool: the targets this level improved (compat) or reached (exact).
     """
     m = _mode(mode)
@@ -87,22 +86,10 @@ def level_update(mode: str, best: torch.Tensor, from_: torch.Tensor, level: int,
     K = from_.shape[1] - 1
     if not isinstance(level, int) or not 0 <= level < K:
         raise ValueError(f"level must be an int in [0, {K}), got {level!r}")
-    if (costs is None) == (min_cost is None):
-        raise ValueError("give either costs and cand, or min_cost and argmin")
-    if costs is not None:
-        _check("costs", costs, torch.float64, 3, device)
-        if costs.shape[0] != G or costs.shape[2] != J:
-            raise ValueError(f"costs must have shape ({G}, M, {J}), got {tuple(costs.shape)}")
-        if cand is None:
-            raise ValueError("cand is required with costs")
-        min_cost, argmin = reduce_candidates(costs, cand)
-    else:
-        _check("min_cost", min_cost, torch.float64, 2, device)
-        _shape("min_cost", min_cost, (G, J))
-        if argmin is None:
-            raise ValueError("argmin is required with min_cost")
-        _check("argmin", argmin, torch.int64, 2, device)
-        _shape("argmin", argmin, (G, J))
+    _check("costs", costs, torch.float64, 3, device)
+    if costs.shape[0] != G or costs.shape[2] != J:
+        raise ValueError(f"costs must have shape ({G}, M, {J}), got {tuple(costs.shape)}")
+    min_cost, argmin = reduce_candidates(costs, cand)
     mod, stream = _backend(device)
     improved = torch.empty((G, J), dtype=torch.uint8, device=device)
     mod.level_update(m, min_cost.data_ptr(), argmin.data_ptr(), best.data_ptr(), from_.data_ptr(),

@@ -31,8 +31,9 @@ def random_level(rng, G, N, M, ties=True):
     return torch.from_numpy(costs), torch.from_numpy(cand)
 
 
-def run_dp(mode, N, K, G, seed, device="cpu", reduced=False):
-    """Drive K random levels through dp (on device) and the reference; compare every level."""
+def run_dp(mode, N, K, G, seed, device="cpu"):
+    """Drive K random levels through dp (on device) and the reference; compare every level and the
+    per-target reduction."""
     rng = np.random.default_rng(seed)
     J = N + 1
     best = torch.full((G, J), INF, dtype=torch.float64, device=device)
@@ -42,13 +43,11 @@ def run_dp(mode, N, K, G, seed, device="cpu", reduced=False):
     for k in range(K):
         M = int(rng.integers(1, min(N, 24) + 1))
         costs, cand = random_level(rng, G, N, M)
-        if reduced:
-            mn, arg = dp.reduce_candidates(costs.to(device), cand.to(device))
-            improved = dp.level_update(mode, best, from_, k, min_cost=mn, argmin=arg)
-        else:
-            improved = dp.level_update(mode, best, from_, k, costs=costs.to(device), cand=cand.to(device))
+        mn, arg = dp.reduce_candidates(costs.to(device), cand.to(device))
+        improved = dp.level_update(mode, best, from_, k, costs.to(device), cand.to(device))
         for g in range(G):
             mins, args = ref.reduce_candidates(costs[g].tolist(), cand[g].tolist())
+            assert mn[g].cpu().tolist() == mins and arg[g].cpu().tolist() == args
             imp = ref.level_update(mode, best_ref[g], from_ref[g], k, mins, args)
             assert improved[g].tolist() == imp, (mode, N, K, k, g)
         assert best.cpu().tolist() == best_ref
@@ -71,14 +70,6 @@ def dp_cases():
 @pytest.mark.parametrize("N,K", list(dp_cases()))
 def test_level_update_and_traceback_match_reference(mode, G, N, K):
     run_dp(mode, N, K, G, seed=N * 1000 + K * 10 + G)
-
-
-@pytest.mark.parametrize("mode", ["compat", "exact"])
-def test_reduced_input_matches_full_costs(mode):
-    a = run_dp(mode, 7, 5, 3, seed=11, reduced=True)
-    b = run_dp(mode, 7, 5, 3, seed=11, reduced=False)
-    for x, y in zip(a, b):
-        assert torch.equal(x, y)
 
 
 def test_reduce_tie_rule_largest_index_wins_and_nan_never_wins():
@@ -195,8 +186,7 @@ def i64(*shape):
     (lambda: dp.level_update("compat", f64(1, 3), i64(1, 3, 4), 0, costs=f64(1, 1, 3), cand=i64(1, 1)), "from_"),
     (lambda: dp.level_update("compat", f64(1, 3).float(), i64(1, 3, 3), 0, costs=f64(1, 1, 3), cand=i64(1, 1)), "best"),
     (lambda: dp.level_update("compat", f64(1, 3), i64(1, 3, 3), 0, costs=f64(2, 1, 3), cand=i64(2, 1)), "costs"),
-    (lambda: dp.level_update("compat", f64(1, 3), i64(1, 3, 3), 0, min_cost=f64(1, 2), argmin=i64(1, 3)), "min_cost"),
-    (lambda: dp.level_update("compat", f64(1, 3), i64(1, 3, 3), 0), "costs"),
+    (lambda: dp.level_update("compat", f64(1, 3), i64(1, 3, 3), 0, costs=f64(1, 1, 3), cand=i64(1, 2)), "cand"),
     (lambda: dp.traceback(i64(1, 1, 3)), "from_"),
     (lambda: dp.traceback(f64(1, 3, 3)), "from_"),
     (lambda: dp.kstep_path(f64(1, 4, 4), 4), "K"),
@@ -232,11 +222,10 @@ def test_csrc_entry_points_reject_bad_inputs(call, argument):
 @pytest.mark.parametrize("mode", ["compat", "exact"])
 @pytest.mark.parametrize("N,K", [(1, 1), (2, 2), (7, 4), (200, 10), (200, 200)])
 def test_cuda_twin_equals_cpu(mode, N, K):
-    for reduced in (False, True):
-        cpu = run_dp(mode, N, K, 3, seed=N + K, device="cpu", reduced=reduced)
-        gpu = run_dp(mode, N, K, 3, seed=N + K, device="cuda", reduced=reduced)
-        for a, b in zip(cpu, gpu):
-            assert torch.equal(a, b)
+    cpu = run_dp(mode, N, K, 3, seed=N + K, device="cpu")
+    gpu = run_dp(mode, N, K, 3, seed=N + K, device="cuda")
+    for a, b in zip(cpu, gpu):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.cuda

@@ -1,13 +1,13 @@
 """The fused cost op: every backend against the pure-torch reference and the plain oracle."""
 
 import importlib.util
-import os
 
 import pytest
 import torch
 
 from oss_fast import reference as ref
 from oss_fast.ops import euler_costs, euler_costs_torch, euler_rows
+from oss_fast.ops.euler_cost import pick_backend
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -135,6 +135,15 @@ def test_bad_inputs():
         euler_costs(x, v, targets, row_sample, row_grid, s.float())
 
 
-def test_interpreter_is_on_without_gpu():
-    if DEVICE == "cpu":
-        assert os.environ.get("TRITON_INTERPRET") == "1"
+@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
+def test_backend_choice_and_forced_triton(monkeypatch):
+    x, v, targets, row_sample, row_grid, s = problem(R=5, D=64, J=6, B=2)
+    # unforced on CPU tensors: csrc for float32 at p in {1, 2}, else torch; never the slow interpreter
+    assert pick_backend(x, v, targets, 2) == "csrc"
+    assert pick_backend(x, v, targets, 3) == "torch"
+    assert pick_backend(x.double(), v.double(), targets.double(), 2) == "torch"
+    # forced: Triton runs (on CPU under the interpreter) and gives the reference's costs
+    monkeypatch.setenv("OSS_FAST_BACKEND", "triton")
+    args = [a.to(DEVICE) for a in (x, v, targets, row_sample, row_grid, s)]
+    assert pick_backend(*args[:3], 2) == "triton"
+    assert_same_costs(euler_costs(*args).cpu(), euler_costs_torch(x, v, targets, row_sample, row_grid, s), 1e-12)

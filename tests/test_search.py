@@ -184,42 +184,59 @@ def test_per_sample_kwargs_follow_the_rows():
 
 # ----------------------------------------------------------------------------- bad inputs
 
-class NonIncreasing:
-    fm_steps = torch.tensor([0.0, 0.5, 0.4, 1.0])
+class NoCalls:
+    """A model on a given grid that fails the test if it is called at all."""
+
+    def __init__(self, fm_steps, per_sample_kwargs=()):
+        self.fm_steps = fm_steps
+        self.per_sample_kwargs = per_sample_kwargs
 
     def __call__(self, x, t, cond, kwargs):
         raise AssertionError("no model call may happen before validation")
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(student_steps=0), "student_steps must be an int"),
+    (dict(student_steps=11, mode="exact"), r"student_steps \(11\) must not exceed teacher_steps \(10\)"),
+    (dict(student_steps=11, mode="teacher"), r"student_steps \(11\) must not exceed"),
+    (dict(student_steps=11), r"student_steps \(11\) must not exceed"),  # auto needs K <= N like exact
+    (dict(student_steps=3, mode="fast"), "mode must be one of"),
+    (dict(student_steps=3, mode="compat", aggregate="mean"), "aggregate must be one of"),
+    (dict(student_steps=3, mode="teacher", objective="min"), "objective must be one of"),
+    (dict(student_steps=3, norm=0), "norm must be a positive number"),
+    (dict(student_steps=3, channels=9), r"channels must be an int \[1, 2\]"),
+    (dict(student_steps=3, frames=2), "frames selects along dimension 2"),
+    (dict(student_steps=3, max_batch=0), "max_batch must be an int"),
+    (dict(student_steps=3, free_start=True, mode="compat"), "free_start applies to mode 'exact' only"),
+    (dict(student_steps=3, teacher_steps=11), r"teacher_steps must be an int \[1, 10\]"),
+    (dict(student_steps=3, aggregate="joint"), "mode 'auto' chooses its aggregation itself"),
+    (dict(student_steps=3, random_channels=True), "random_channels needs channels"),
+    (dict(student_steps=3, mode="auto", checkpoint="x.ckpt"), "checkpoints need a single mode"),
+])
+def test_bad_options_raise_before_any_model_call(kwargs, message):
+    model = NoCalls(GaussianMixtureFlow(shape=SHAPE, teacher_steps=10).fm_steps)
+    with pytest.raises(ValueError, match=message):
+        oss_fast.search(model, torch.zeros(2, *SHAPE), **kwargs)
+
+
 def test_bad_inputs_raise_before_any_model_call():
-    model, z, cond = make("mixture", 10, 1.0, 2)
-    cases = [
-        dict(student_steps=0),
-        dict(student_steps=11, mode="exact"),
-        dict(student_steps=11, mode="teacher"),
-        dict(student_steps=3, mode="fast"),
-        dict(student_steps=3, aggregate="mean"),
-        dict(student_steps=3, objective="min"),
-        dict(student_steps=3, norm=0),
-        dict(student_steps=3, channels=9),
-        dict(student_steps=3, frames=0),
-        dict(student_steps=3, max_batch=0),
-        dict(student_steps=3, free_start=True, mode="compat"),
-        dict(student_steps=3, teacher_steps=11),
-        dict(student_steps=3, aggregate="joint"),  # mode auto chooses its own
-        dict(student_steps=11),  # auto needs K <= N like exact
-    ]
-    for kwargs in cases:
-        with pytest.raises(ValueError):
-            oss_fast.search(model, z, **kwargs)
+    grid = GaussianMixtureFlow(shape=SHAPE, teacher_steps=10).fm_steps
+    z = torch.zeros(2, *SHAPE)
     with pytest.raises(ValueError, match="strictly increasing"):
-        oss_fast.search(NonIncreasing(), torch.zeros(1, 2), student_steps=2)
-    with pytest.raises(ValueError, match="batch"):
-        oss_fast.search(model, z, torch.tensor([1, 2, 3]), student_steps=2)
-    with pytest.raises(ValueError, match="batch_size"):
-        oss_fast.search_OSS(model, z, 3, None, "cpu", teacher_steps=10, student_steps=2)
-    with pytest.raises(ValueError, match="per-sample"):
-        oss_fast.search(PerSampleScale(), z, student_steps=2, model_kwargs={"scale": torch.ones(3), "shared": 1.0})
+        oss_fast.search(NoCalls(torch.tensor([0.0, 0.5, 0.4, 1.0])), z, student_steps=2)
+    with pytest.raises(ValueError, match="no fm_steps"):
+        oss_fast.search(object(), z, student_steps=2)
+    with pytest.raises(ValueError, match="z holds NaN or inf"):
+        oss_fast.search(NoCalls(grid), torch.full((2, *SHAPE), float("nan")), student_steps=2)
+    with pytest.raises(ValueError, match="z must be a floating-point tensor"):
+        oss_fast.search(NoCalls(grid), torch.zeros(2, *SHAPE, dtype=torch.long), student_steps=2)
+    with pytest.raises(ValueError, match=r"cond has 3 entries but the search batch is 2"):
+        oss_fast.search(NoCalls(grid), z, torch.tensor([1, 2, 3]), student_steps=2)
+    with pytest.raises(ValueError, match=r"batch_size \(3\) must equal z.shape\[0\] \(2\)"):
+        oss_fast.search_OSS(NoCalls(grid), z, 3, None, "cpu", teacher_steps=10, student_steps=2)
+    with pytest.raises(ValueError, match=r"model_kwargs\['scale'\] is per-sample: expected first dimension 2"):
+        oss_fast.search(NoCalls(grid, per_sample_kwargs=("scale",)), z, student_steps=2,
+                        model_kwargs={"scale": torch.ones(3), "shared": 1.0})
 
 
 def test_nan_from_the_model_names_level_and_grid_index():

@@ -1,10 +1,31 @@
-"""Checks of a search's inputs, all before the first model call (DESIGN §6)."""
+"""A search's options and their checks, all before the first model call (DESIGN §6)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .search import SearchOptions
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Validated options of one search (see oss_fast.search for their meaning)."""
+
+    student_steps: int
+    teacher_steps: int
+    mode: str = "exact"
+    aggregate: str = "median"
+    norm: float = 2
+    channels: object = "all"
+    frames: object = "all"
+    random_channels: bool = False
+    seed: int = 0
+    float32: bool = True
+    chunk: int = 32
+    free_start: bool = False
+    objective: str = "sum"
+    progress: bool = True
+
 
 MODES = ("auto", "compat", "exact", "teacher")
 AGGREGATES = ("per_sample", "median", "joint")
@@ -43,8 +64,8 @@ def _selection_count(name, value, size: int | None):
     return value
 
 
-def options(model, z, *, student_steps, teacher_steps=None, mode, aggregate, norm, channels, frames,
-            random_channels, seed, float32, max_batch, free_start, objective, progress) -> SearchOptions:
+def check_options(model, z, *, student_steps, teacher_steps=None, mode, aggregate, norm, channels, frames,
+                  random_channels, seed, float32, max_batch, free_start, objective, progress) -> SearchOptions:
     if not isinstance(z, torch.Tensor) or z.dim() < 2 or not z.is_floating_point():
         raise ValueError("z must be a floating-point tensor [B, ...] of initial noises")
     if z.shape[0] < 1:
@@ -73,8 +94,9 @@ def options(model, z, *, student_steps, teacher_steps=None, mode, aggregate, nor
     if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not norm > 0:
         raise ValueError(f"norm must be a positive number, got {norm!r}")
     channels = _selection_count("channels", channels, z.shape[1])
-    if frames != "all" and z.dim() < 4:
-        raise ValueError("frames selects along dimension 2 of a video latent [B, C, F, H, W]; z has none")
+    if frames != "all" and z.dim() != 5:
+        raise ValueError(f"frames selects along dimension 2 of a video latent [B, C, F, H, W]; z has shape "
+                         f"{tuple(z.shape)}")
     # more frames than F is allowed: linspace then repeats frames, as in the published code
     frames = _selection_count("frames", frames, None)
     if random_channels and channels == "all":

@@ -4,6 +4,10 @@ Per level: gather the candidate states that need a model call (every grid index 
 only the states the previous level changed) → model on rows of all samples at once in fixed-size
 chunks → fused cost op over (candidate, target) pairs → per-target min/argmin and the DP update in
 csrc → gather-axpy of the winning states. Nothing of size N x N x D is materialised.
+
+`Engine.opts` holds what every search on one teacher rollout shares (costs, precision, batching);
+the methods that depend on the DP's mode, aggregation or start take their `SearchOptions`
+explicitly, so mode auto runs its candidates side by side without changing the engine.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import math
 import resource
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -22,68 +26,10 @@ from ..ops.euler_cost import pick_backend
 from .checkpoint import Checkpoint
 from .distributed import Comm
 from .inputs import SampleInputs
+from .options import SearchOptions
 from .runner import ModelRunner, first_non_finite, synchronize
-
-
-@dataclass
-class SearchOptions:
-    """Validated options of one search (see oss_fast.search for their meaning)."""
-
-    student_steps: int
-    teacher_steps: int
-    mode: str = "exact"
-    aggregate: str = "median"
-    norm: float = 2
-    channels: object = "all"
-    frames: object = "all"
-    random_channels: bool = False
-    seed: int = 0
-    float32: bool = True
-    chunk: int = 32
-    free_start: bool = False
-    objective: str = "sum"
-    progress: bool = True
-
-
-@dataclass
-class SearchStats:
-    """What a search cost. Seconds are wall-clock; model seconds are spent inside model calls."""
-
-    teacher_calls: int = 0
-    candidate_calls: int = 0
-    candidate_rows: int = 0
-    padded_rows: int = 0
-    rows_per_level: list = field(default_factory=list)
-    seconds_teacher: float = 0.0
-    seconds_candidates: float = 0.0
-    seconds_costs: float = 0.0
-    seconds_dp: float = 0.0
-    seconds_total: float = 0.0
-    model_seconds: float = 0.0
-    peak_memory_bytes: int = 0
-    memory_scope: str = ""
-    cost_backend: str = ""
-    chunk: int = 0
-    samples: int = 0
-    oom_backoffs: int = 0
-    resumed_from: str = ""
-    world_size: int = 1
-    auto_candidates: dict = field(default_factory=dict)  # mode "auto": "mode/aggregate" -> search-noise MSE
-
-    @property
-    def candidate_rows_per_sample(self) -> float:
-        return self.candidate_rows / max(self.samples, 1)
-
-    def summary(self) -> str:
-        extra = "".join([f"; {self.world_size} ranks (this rank's calls)" if self.world_size > 1 else "",
-                         f"; {self.oom_backoffs} out-of-memory back-offs to chunk {self.chunk}" if self.oom_backoffs else "",
-                         f"; resumed after {self.resumed_from}" if self.resumed_from else ""])
-        return (f"{self.teacher_calls} teacher + {self.candidate_calls} candidate model calls "
-                f"({self.candidate_rows} rows, {self.padded_rows} padding); "
-                f"{self.seconds_total:.2f} s total = teacher {self.seconds_teacher:.2f} + candidates "
-                f"{self.seconds_candidates:.2f} + costs {self.seconds_costs:.2f} + DP {self.seconds_dp:.2f}; "
-                f"model calls {self.model_seconds:.2f} s; peak memory {self.peak_memory_bytes / 2**20:.0f} MiB "
-                f"({self.memory_scope}){extra}")
+from .selection import CostSelection
+from .stats import SearchStats
 
 
 def mean_over_samples(per_sample: torch.Tensor) -> torch.Tensor:
@@ -94,31 +40,26 @@ def mean_over_samples(per_sample: torch.Tensor) -> torch.Tensor:
     return total / per_sample.shape[0]
 
 
-def channel_indices(channels, num_channels: int, level: int, random_channels: bool, seed: int):
-    """Channels the cost compares at a level: None (all), the first n, or a random n per level."""
-    if channels == "all":
-        return None
-    n = int(channels)
-    if random_channels:
-        import numpy as np
-
-        rng = np.random.default_rng([seed, level])
-        return sorted(rng.choice(num_channels, size=n, replace=False).tolist())
-    return list(range(n))
-
-
-def frame_indices(frames, num_frames: int):
-    """Frames the cost compares: None (all) or n at linspace(0, F-1, n) truncated (published rule)."""
-    if frames == "all":
-        return None
-    return torch.linspace(0, num_frames - 1, int(frames), dtype=torch.long).tolist()
-
-
 # mode "auto": the combinations it searches (sharing one teacher rollout) and chooses among. Each
 # candidate's schedule is scored on validation noises -- fresh standard-normal noises with the
 # search samples' conditioning, not the noises it was searched on (a schedule fits those) -- by
 # the MSE of Euler along it to the teacher's samples. compat/median is the published search.
 AUTO_CANDIDATES = (("compat", "median"), ("exact", "joint"), ("teacher", "joint"))
+
+
+@dataclass
+class LevelRows:
+    """The model rows of one level: row r evaluates the state of sample `sample[r]` at grid index
+    `grid[r]`; `group`/`cand` list the live (DP group, grid index) candidates, in row order for
+    per-sample groups (joint: each candidate once, evaluated by every sample)."""
+
+    sample: torch.Tensor
+    grid: torch.Tensor
+    group: torch.Tensor
+    cand: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.grid.numel()
 
 
 class Engine:
@@ -143,7 +84,7 @@ class Engine:
         self.checkpoint = checkpoint
         self.resume = resume
         self.stats = SearchStats(chunk=opts.chunk, samples=self.B, world_size=self.comm.size)
-        self.frames = frame_indices(opts.frames, self.shape[1]) if len(self.shape) >= 2 else None
+        self.selection = CostSelection(self.shape, opts, self.device)
 
     # ------------------------------------------------------------------ helpers
     def _call(self, x: torch.Tensor, grid: torch.Tensor, samples: torch.Tensor, where: str) -> torch.Tensor:
@@ -162,18 +103,6 @@ class Engine:
         if report is not None:
             raise FloatingPointError(f"the model returned NaN or inf {where} at grid index {report[0]} "
                                      f"(sample {report[1]})")
-
-    def _selection(self, level: int):
-        """Flat indices of the latent elements the cost compares at a level, or None for all."""
-        chans = channel_indices(self.opts.channels, self.shape[0], level, self.opts.random_channels, self.opts.seed)
-        if chans is None and self.frames is None:
-            return None
-        idx = torch.arange(self.D).reshape(self.shape)
-        if chans is not None:
-            idx = idx[chans]
-        if self.frames is not None:
-            idx = idx[:, self.frames]
-        return idx.reshape(-1).to(self.device)
 
     def _costs(self, x, v, targets, row_sample, row_grid, sel, bound=None):
         """Costs [R, J'] of all rows: this rank computes its shard's, the ranks share them."""
@@ -232,16 +161,16 @@ class Engine:
         return T, V
 
     # ------------------------------------------------------------------ modes compat / exact
-    def initial_levels_state(self) -> dict:
+    def initial_levels_state(self, opts: SearchOptions) -> dict:
         """best, from, the candidates to evaluate (live) and the states, before level 0."""
-        o, B, J, K, N = self.opts, self.B, self.J, self.K, self.N
-        G = 1 if o.aggregate == "joint" else B
+        B, J, K, N = self.B, self.J, self.K, self.N
+        G = 1 if opts.aggregate == "joint" else B
         dev = self.device
         live = torch.zeros((G, J), dtype=torch.bool, device=dev)
-        if o.mode == "compat" or o.free_start:
+        if opts.mode == "compat" or opts.free_start:
             state = self.z[:, None, :].expand(B, J, self.D).clone()
             # compat: every grid index holds the noise; exact: an entry that cannot finish in K steps is dropped
-            live[:, 1 if o.mode == "compat" else K:] = True
+            live[:, 1 if opts.mode == "compat" else K:] = True
         else:
             state = torch.empty((B, J, self.D), dtype=self.z.dtype, device=dev)
             state[:, N] = self.z
@@ -249,111 +178,135 @@ class Engine:
         return dict(level=0, best=torch.full((G, J), math.inf, dtype=torch.float64, device=dev),
                     from_=torch.full((G, K + 1, J), N, dtype=torch.int64, device=dev), live=live, state=state)
 
-    def levels(self, T: torch.Tensor, saved: dict) -> torch.Tensor:
+    def level_rows(self, live: torch.Tensor, joint: bool) -> LevelRows:
+        """The rows that evaluate the live candidates (joint: every sample evaluates each one)."""
+        group, cand = live.nonzero(as_tuple=True)
+        if not joint:
+            return LevelRows(sample=group, grid=cand, group=group, cand=cand)
+        samples = torch.arange(self.B, device=self.device)
+        return LevelRows(sample=samples.repeat_interleave(len(cand)), grid=cand.repeat(self.B), group=group, cand=cand)
+
+    def evaluate(self, state: torch.Tensor, rows: LevelRows, level: int):
+        """(x, v) [R, D]: the rows' states and their velocities."""
+        x = state[rows.sample, rows.grid]
+        before = self.runner.seconds
+        v = self._call(x, rows.grid, rows.sample, f"at level {level}")
+        self.stats.seconds_candidates += self.runner.seconds - before
+        return x, v
+
+    def grouped_costs(self, costs: torch.Tensor, rows: LevelRows, G: int, joint: bool):
+        """The DP's input: costs [G, M, J] of each group's M candidates (padded with +inf) and their
+        grid indices cand [G, M] (-1 = padding), from row costs [R, J'] (J' <= J targets)."""
+        J, Jt = self.J, costs.shape[1]
+        dev = self.device
+        if joint:  # a candidate's cost is its mean over the samples
+            mean = mean_over_samples(costs.reshape(self.B, -1, Jt))
+            grouped = torch.full((1, mean.shape[0], J), math.inf, dtype=torch.float64, device=dev)
+            grouped[0, :, :Jt] = mean
+            return grouped, rows.cand[None].contiguous()
+        counts = torch.bincount(rows.group, minlength=G)
+        M = int(counts.max()) if len(rows) else 0
+        pos = torch.arange(len(rows), device=dev) - (torch.cumsum(counts, 0) - counts)[rows.group]
+        grouped = torch.full((G, M, J), math.inf, dtype=torch.float64, device=dev)
+        cand = torch.full((G, M), -1, dtype=torch.int64, device=dev)
+        grouped[rows.group, pos, :Jt] = costs
+        cand[rows.group, pos] = rows.cand
+        return grouped, cand
+
+    def advance(self, state, improved, from_k, rows: LevelRows, x, v, joint: bool) -> None:
+        """Gather-axpy: each improved target j takes its winner's state one Euler jump on."""
+        win_g, win_j = improved.nonzero(as_tuple=True)
+        win_i = from_k[win_g, win_j]
+        if joint:  # the winner is shared: every sample moves its own state
+            n = win_j.numel()
+            win_b = torch.arange(self.B, device=self.device).repeat_interleave(n)
+            win_j, win_i = win_j.repeat(self.B), win_i.repeat(self.B)
+        else:
+            win_b = win_g
+        row_of = torch.full((self.B, self.J), -1, dtype=torch.int64, device=self.device)
+        row_of[rows.sample, rows.grid] = torch.arange(len(rows), device=self.device)
+        r = row_of[win_b, win_i]
+        state[win_b, win_j] = euler_rows(x[r], v[r], self.s[win_j] - self.s[win_i], self.opts.float32)
+
+    def next_live(self, improved: torch.Tensor, level: int, mode: str) -> torch.Tensor:
+        """The candidates of the next level: the states this level changed that can still be used
+        (compat: not grid index 0; exact: a state at j after level+1 jumps needs j >= K-level-1)."""
+        live = improved.clone()
+        live[:, : 1 if mode == "compat" else max(1, self.K - level - 1)] = False
+        return live
+
+    def levels(self, T: torch.Tensor, saved: dict, opts: SearchOptions) -> torch.Tensor:
         """Paths [G, K] of the DP of modes compat/exact (G = 1 for joint, else B), from the level
         state `saved` (initial_levels_state(), or a checkpoint's)."""
-        o, B, J, K = self.opts, self.B, self.J, self.K
-        joint = o.aggregate == "joint"
-        G = 1 if joint else B
-        dev = self.device
+        K, J = self.K, self.J
+        joint = opts.aggregate == "joint"
         best, from_, live, state = saved["best"], saved["from_"], saved["live"], saved["state"]
-        static_sel = None if o.random_channels else self._selection(0)
-        static_targets = T if static_sel is None else T[:, :, static_sel].contiguous()
+        G = best.shape[0]
+        fixed_targets = None if opts.random_channels else self.selection.targets(T, self.selection.at(0))
         with self._bar(K, "levels", initial=saved["level"]) as bar:
             for k in range(saved["level"], K):
-                sel, targets = static_sel, static_targets
-                if o.random_channels:
-                    sel = self._selection(k)
-                    targets = T if sel is None else T[:, :, sel].contiguous()
-                g_idx, i_idx = live.nonzero(as_tuple=True)
-                if joint:  # every sample evaluates the shared candidates
-                    row_sample = torch.arange(B, device=dev).repeat_interleave(len(i_idx))
-                    row_grid = i_idx.repeat(B)
-                else:
-                    row_sample, row_grid = g_idx, i_idx
-                R = row_grid.numel()
-                self.stats.rows_per_level.append(R)
-                x = state[row_sample, row_grid]
-                calls_before = self.runner.seconds
-                v = self._call(x, row_grid, row_sample, f"at level {k}")
-                self.stats.seconds_candidates += self.runner.seconds - calls_before
-                # the trace-back reads only target 0 of the last level
-                Jt = 1 if k == K - 1 else J
+                sel = self.selection.at(k)
+                targets = fixed_targets if fixed_targets is not None else self.selection.targets(T, sel)
+                rows = self.level_rows(live, joint)
+                self.stats.rows_per_level.append(len(rows))
+                x, v = self.evaluate(state, rows, k)
+                Jt = 1 if k == K - 1 else J  # the trace-back reads only target 0 of the last level
                 # compat, one sample per group: a cost not below the running best cannot improve it
-                bound = best[:, :Jt].contiguous() if o.mode == "compat" and not joint else None
-                costs = self._costs(x, v, targets[:Jt], row_sample, row_grid, sel, bound)
+                bound = best[:, :Jt].contiguous() if opts.mode == "compat" and not joint else None
+                costs = self._costs(x, v, targets[:Jt], rows.sample, rows.grid, sel, bound)
 
                 begin = time.perf_counter()
-                if joint:
-                    mean = mean_over_samples(costs.reshape(B, -1, Jt))
-                    group_costs = torch.full((1, mean.shape[0], J), math.inf, dtype=torch.float64, device=dev)
-                    group_costs[0, :, :Jt] = mean
-                    group_cand = i_idx[None]
-                else:
-                    counts = live.sum(dim=1)
-                    M = int(counts.max()) if R else 0
-                    starts = torch.cumsum(counts, 0) - counts
-                    pos = torch.arange(R, device=dev) - starts[g_idx]
-                    group_costs = torch.full((G, M, J), math.inf, dtype=torch.float64, device=dev)
-                    group_cand = torch.full((G, M), -1, dtype=torch.int64, device=dev)
-                    group_costs[g_idx, pos, :Jt] = costs
-                    group_cand[g_idx, pos] = i_idx
-                improved = dp.level_update(o.mode, best, from_, k, costs=group_costs.contiguous(), cand=group_cand)
-
-                # gather-axpy: each improved target takes its winner's state one Euler jump on
-                win_g, win_j = improved.nonzero(as_tuple=True)
-                win_i = from_[win_g, k, win_j]
-                if joint:
-                    n = win_j.numel()
-                    win_b = torch.arange(B, device=dev).repeat_interleave(n)
-                    win_j, win_i = win_j.repeat(B), win_i.repeat(B)
-                else:
-                    win_b = win_g
-                row_of = torch.full((B, J), -1, dtype=torch.int64, device=dev)
-                row_of[row_sample, row_grid] = torch.arange(R, device=dev)
-                rows = row_of[win_b, win_i]
-                state[win_b, win_j] = euler_rows(x[rows], v[rows], self.s[win_j] - self.s[win_i], o.float32)
-
-                live = improved.clone()
-                # exact: a state at j after k+1 jumps needs j >= K-k-1 to finish in K jumps
-                live[:, : 1 if o.mode == "compat" else max(1, K - k - 1)] = False
-                synchronize(dev)
+                grouped, cand = self.grouped_costs(costs, rows, G, joint)
+                improved = dp.level_update(opts.mode, best, from_, k, grouped, cand)
+                self.advance(state, improved, from_[:, k], rows, x, v, joint)
+                live = self.next_live(improved, k, opts.mode)
+                synchronize(self.device)
                 self.stats.seconds_dp += time.perf_counter() - begin
                 self._save(phase="levels", T=T, level=k + 1, best=best, from_=from_, live=live, state=state)
                 bar.update()
-                bar.set_postfix(rows=R)
+                bar.set_postfix(rows=len(rows))
         begin = time.perf_counter()
         paths = dp.traceback(from_)
         self.stats.seconds_dp += time.perf_counter() - begin
         return paths
 
     # ------------------------------------------------------------------ mode teacher
-    def teacher_paths(self, T: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    def teacher_paths(self, T: torch.Tensor, V: torch.Tensor, opts: SearchOptions) -> torch.Tensor:
         """Paths [G, K]: K-jump shortest paths over the teacher's own jump costs (DESIGN §3.3)."""
         B, J, N = self.B, self.J, self.N
-        sel = self._selection(0)
-        targets = T if sel is None else T[:, :, sel].contiguous()
+        sel = self.selection.at(0)
+        targets = self.selection.targets(T, sel)
         C = torch.full((B, J, J), math.inf, dtype=torch.float64, device=self.device)
         grid_all = torch.arange(1, N + 1, device=self.device)
         for b in range(B):
-            for start in range(0, N, self.opts.chunk):
-                grid = grid_all[start:start + self.opts.chunk]
+            for start in range(0, N, opts.chunk):
+                grid = grid_all[start:start + opts.chunk]
                 samples = torch.full_like(grid, b)
                 C[b, grid] = self._costs(T[grid, b], V[grid, b], targets, samples, grid, sel)
         begin = time.perf_counter()
-        if self.opts.aggregate == "joint":
+        if opts.aggregate == "joint":
             C = mean_over_samples(C)[None]
-        paths, _ = dp.kstep_path(C.contiguous(), self.K, self.opts.objective)
+        paths, _ = dp.kstep_path(C.contiguous(), self.K, opts.objective)
         self.stats.seconds_dp += time.perf_counter() - begin
         return paths
 
     # ------------------------------------------------------------------ all of it
-    def aggregated(self, paths: torch.Tensor):
-        if self.opts.aggregate == "median":
+    @staticmethod
+    def aggregated(paths: torch.Tensor, aggregate: str):
+        """The one schedule of paths [G, K] (median rule or joint), None for per_sample."""
+        if aggregate == "median":
             return dp.median_steps(paths).tolist()
-        if self.opts.aggregate == "joint":
+        if aggregate == "joint":
             return paths[0].tolist()
         return None
+
+    def single(self, T, V, saved: dict | None, opts: SearchOptions):
+        """(paths, schedule) of one mode (compat/exact from `saved` levels when resuming)."""
+        if opts.mode == "teacher":
+            paths = self.teacher_paths(T, V, opts)
+        else:
+            paths = self.levels(T, saved if saved is not None else self.initial_levels_state(opts), opts)
+        return paths, self.aggregated(paths, opts.aggregate)
 
     def euler_along(self, z: torch.Tensor, steps: list[int]) -> torch.Tensor:
         """Euler from z [B, D] along [0] + steps, last index first (rows shared by the ranks)."""
@@ -369,46 +322,43 @@ class Engine:
 
     def auto(self, T: torch.Tensor, V: torch.Tensor):
         """Mode auto: each of AUTO_CANDIDATES on the same teacher rollout; the schedule with the
-        lowest validation error wins (the first listed on a tie). Returns (paths, schedule)."""
-        base = self.opts
-        gen = torch.Generator().manual_seed(base.seed + 1)
+        lowest validation error wins (the first listed on a tie). Returns (paths, schedule, options)."""
+        gen = torch.Generator().manual_seed(self.opts.seed + 1)
         z_val = torch.randn(self.z.shape, generator=gen, dtype=torch.float64).to(self.device, self.z.dtype)
         teacher_val = self.euler_along(z_val, list(range(1, self.N + 1))).double()
         best = None
         for mode, aggregate in AUTO_CANDIDATES:
-            self.opts = replace(base, mode=mode, aggregate=aggregate)
-            paths = self.teacher_paths(T, V) if mode == "teacher" else self.levels(T, self.initial_levels_state())
-            schedule = self.aggregated(paths)
+            opts = replace(self.opts, mode=mode, aggregate=aggregate)
+            paths, schedule = self.single(T, V, None, opts)
             error = float(((self.euler_along(z_val, schedule).double() - teacher_val) ** 2).mean())
             self.stats.auto_candidates[f"{mode}/{aggregate}"] = error
             if best is None or error < best[0]:
-                best = (error, self.opts, paths, schedule)
-        _, self.opts, paths, schedule = best
-        return paths, schedule
+                best = (error, paths, schedule, opts)
+        return best[1:]
 
     def run(self):
         """Returns (paths [G, K] as lists, schedule or None, mode, aggregate, stats)."""
         begin = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        o = self.opts
+        opts = self.opts
         saved = self.checkpoint.load(self.device) if self.checkpoint is not None and self.resume else None
         if saved is not None:
             T, V = saved["T"], saved.get("V")
             self.stats.resumed_from = "the teacher rollout" if saved["phase"] == "teacher" else f"level {saved['level'] - 1}"
         else:
-            T, V = self.teacher(keep_velocities=o.mode in ("teacher", "auto"))
+            T, V = self.teacher(keep_velocities=opts.mode in ("teacher", "auto"))
             self._save(phase="teacher", T=T, **({} if V is None else dict(V=V)))
         teacher_rows = self.runner.rows
-        if o.mode == "auto":
-            paths, schedule = self.auto(T, V)
+        if opts.mode == "auto":
+            paths, schedule, opts = self.auto(T, V)
         else:
-            if o.mode == "teacher":
-                paths = self.teacher_paths(T, V)
-            else:
-                paths = self.levels(T, saved if saved is not None and saved["phase"] == "levels"
-                                    else self.initial_levels_state())
-            schedule = self.aggregated(paths)
+            levels_saved = saved if saved is not None and saved["phase"] == "levels" else None
+            paths, schedule = self.single(T, V, levels_saved, opts)
+        self._finish_stats(begin, teacher_rows)
+        return paths.tolist(), schedule, opts.mode, opts.aggregate, self.stats
+
+    def _finish_stats(self, begin: float, teacher_rows: int) -> None:
         st = self.stats
         st.candidate_calls = self.runner.calls - st.teacher_calls
         st.candidate_rows = self.runner.rows - teacher_rows
@@ -423,4 +373,3 @@ class Engine:
         else:
             st.peak_memory_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             st.memory_scope = "process max RSS"
-        return paths.tolist(), schedule, self.opts.mode, self.opts.aggregate, st
