@@ -17,7 +17,7 @@ fi
 pip() { .venv/bin/python -m pip "$@"; }
 pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
-pip install -q -e ".[test,triton]"
+pip install -q -e ".[test,triton,plots]"
 
 job=${1:-}
 shift || true

@@ -16,19 +16,18 @@ stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import os
 import sys
 from pathlib import Path
 
-DEFAULT_MODEL = "digits"
-BUNDLED = ("digits", "gaussian_mixture")
+import torch
+import torch.distributed as dist
 
-
-class UsageError(ValueError):
-    pass
+from . import Schedule, build_info, sample, search
+from .quality import quality_table
+from .report import compare, image_grid, plots_missing, steps_on
+from .zoo import BUNDLED, DEFAULT_MODEL, load_model, noises
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,57 +36,15 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-# ---------------------------------------------------------------------------- models
-
-def load_model(spec: str, teacher_steps: int, shift: float, device: str = "cpu"):
-    """A bundled model by name, or `module:factory` called with teacher_steps/shift/device if it
-    takes them."""
-    from . import zoo
-
-    if spec == "digits":
-        return zoo.digits(teacher_steps=teacher_steps, shift=shift, device=device)
-    if spec in ("gaussian_mixture", "mixture"):
-        return zoo.GaussianMixtureFlow(teacher_steps=teacher_steps, shift=shift, device=device)
-    if ":" not in spec:
-        raise UsageError(f"unknown model {spec!r}: use one of {', '.join(BUNDLED)} or module:factory")
-    module_name, factory_name = spec.split(":", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise UsageError(f"cannot import {module_name!r} for --model {spec}: {err}") from None
-    factory = getattr(module, factory_name, None)
-    if not callable(factory):
-        raise UsageError(f"{module_name} has no factory {factory_name!r}")
-    params = inspect.signature(factory).parameters
-    kwargs = {k: v for k, v in dict(teacher_steps=teacher_steps, shift=shift, device=device).items() if k in params}
-    model = factory(**kwargs)
-    if not hasattr(model, "fm_steps"):
-        raise UsageError(f"{spec} returned {type(model).__name__}, which has no fm_steps")
-    return model
-
-
-def noises(model, n: int, seed: int):
-    """(z, cond) from the model's own noise(n, seed) and, for class-conditional models, labels(n, seed)."""
-    if not hasattr(model, "noise"):
-        raise UsageError(f"{type(model).__name__} has no noise(n, seed) method to draw starting points from")
-    cond = model.labels(n, seed) if hasattr(model, "labels") else None
-    return model.noise(n, seed=seed), cond
-
-
 def model_name(spec: str) -> str:
     return spec.replace(":", "-").replace(".", "-")
 
-
-# ---------------------------------------------------------------------------- commands
 
 def distributed_rank(device: str) -> tuple[int, str, bool]:
     """Under torchrun (WORLD_SIZE > 1): joins the process group (NCCL for CUDA, else gloo) and
     returns (rank, this rank's device, whether it joined here); otherwise (0, device, False)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, device, False
-    import torch
-    import torch.distributed as dist
-
     if device.startswith("cuda"):
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
@@ -97,9 +54,15 @@ def distributed_rank(device: str) -> tuple[int, str, bool]:
     return dist.get_rank(), device, joined
 
 
-def cmd_search(args) -> int:
-    from . import Schedule, search
+def print_comparison(comparison) -> None:
+    print(comparison)
+    if comparison.note:
+        print(f"no pictures: {comparison.note}")
 
+
+# ---------------------------------------------------------------------------- commands
+
+def cmd_search(args) -> int:
     rank, device, joined = distributed_rank(args.device)
     model = load_model(args.model, args.teacher_steps, args.shift, device)
     z, cond = noises(model, args.samples, args.seed)
@@ -107,8 +70,6 @@ def cmd_search(args) -> int:
     res = search(model, z, cond, student_steps=args.student_steps, max_batch=args.max_batch,
                  progress=not args.no_progress, checkpoint=args.checkpoint, resume=args.resume, **options)
     if joined:  # leave the group together: a rank exiting with it open can abort the others
-        import torch.distributed as dist
-
         dist.barrier()
         dist.destroy_process_group()
     if rank != 0:  # every rank holds the same result; one writes it
@@ -125,97 +86,45 @@ def cmd_search(args) -> int:
     print(f"sigmas: {[round(s, 5) for s in schedule.sigmas]}")
     print(f"search: {res.stats.summary()}")
     if not args.no_compare:
-        compare(model, {"oss": schedule}, out, samples=args.eval_samples, seed=args.seed + 1000)
+        print_comparison(compare(model, {"oss": schedule}, out, samples=args.eval_samples, seed=args.seed + 1000))
     print(f"outputs written to {out.resolve()}")
     return 0
 
 
-def compare(model, schedules: dict, out: Path, samples: int, seed: int) -> None:
-    """Prints and writes (compare.md) MSE/PSNR to the teacher of each schedule and of uniform and
-    time-shifted steps of the same length; plots sigmas (sigmas.png), error against step count
-    (error_vs_steps.png) and, for image models, a grid teacher / schedules / uniform (samples.png)."""
-    from . import Schedule
-    from .report import errors, image_grid, markdown_table, plot_error_vs_steps, plot_sigmas, shifted_steps
-    from .report import teacher_samples, uniform_steps
-
-    z, cond = noises(model, samples, seed)
-    teacher = teacher_samples(model, z, cond)
-    grid = model.fm_steps
-    rows, sigmas, curves, pictures = [], {}, {}, {"teacher": teacher}
-    lengths = sorted({len(s) for s in schedules.values()})
-    for name, schedule in schedules.items():
-        steps = schedule.indices if schedule.indices is not None else schedule.snap(grid).indices
-        rows.append(dict(schedule=name, steps=len(steps), **errors(model, z, cond, teacher, steps)))
-        sigmas[name] = schedule.sigmas
-        pictures[name] = _samples(model, z, cond, steps)
-        curves[name] = {k: errors(model, z, cond, teacher, schedule.interpolate(k).snap(grid).indices)["mse"]
-                        for k in _step_counts(len(schedule))}
-    for K in lengths:
-        for label, steps in ((f"uniform {K}", uniform_steps(grid, K)), (f"shifted(3) {K}", shifted_steps(grid, K))):
-            rows.append(dict(schedule=label, steps=len(steps), **errors(model, z, cond, teacher, steps)))
-            sigmas[label] = Schedule.from_indices(steps, grid=grid).sigmas
-    pictures["uniform"] = _samples(model, z, cond, uniform_steps(grid, lengths[0]))
-    for label, steps_of in (("uniform", uniform_steps), ("shifted(3)", shifted_steps)):
-        curves[label] = {k: errors(model, z, cond, teacher, steps_of(grid, k))["mse"]
-                         for k in _step_counts(lengths[0])}
-    table = markdown_table(rows, ["schedule", "steps", "mse", "psnr"])
-    header = f"MSE / PSNR to the {len(grid) - 1}-step teacher on {samples} held-out noises (seed {seed})"
-    print(header)
-    print(table)
-    (out / "compare.md").write_text(f"{header}\n\n{table}\n")
-    plot_sigmas(sigmas, out / "sigmas.png")
-    plot_error_vs_steps(curves, out / "error_vs_steps.png")
-    if hasattr(model, "to_images"):
-        image_grid({k: v[:12] for k, v in pictures.items()}, out / "samples.png", model.to_images)
-
-
-def _samples(model, z, cond, steps):
-    from .api import sample
-
-    return sample(model, z, steps, cond)
-
-
-def _step_counts(K: int) -> list[int]:
-    return sorted({max(2, K // 2), max(2, K - 2), K, K + 2, K * 2})
-
-
 def cmd_compare(args) -> int:
     model = load_model(args.model, args.teacher_steps, args.shift, args.device)
-    schedules = {Path(p).stem if Path(p).stem != "schedule" else Path(p).parent.name: _load(p)
+    schedules = {Path(p).stem if Path(p).stem != "schedule" else Path(p).parent.name: load_schedule(p)
                  for p in args.schedules}
-    out = Path(args.out or "oss_fast_out/compare")
-    out.mkdir(parents=True, exist_ok=True)
     for name, schedule in schedules.items():
         if schedule.grid is not None and len(schedule.grid) != len(model.fm_steps):
-            raise UsageError(f"schedule {name} was searched on a {len(schedule.grid) - 1}-step grid; "
+            raise ValueError(f"schedule {name} was searched on a {len(schedule.grid) - 1}-step grid; "
                              f"use --teacher-steps {len(schedule.grid) - 1}")
-    compare(model, schedules, out, samples=args.samples, seed=args.seed)
+    out = Path(args.out or "oss_fast_out/compare")
+    out.mkdir(parents=True, exist_ok=True)
+    print_comparison(compare(model, schedules, out, samples=args.samples, seed=args.seed))
     print(f"outputs written to {out.resolve()}")
     return 0
 
 
 def cmd_sample(args) -> int:
-    import torch
-
-    from .report import image_grid
-
     model = load_model(args.model, args.teacher_steps, args.shift, args.device)
-    schedule = _load(args.schedule)
+    schedule = load_schedule(args.schedule)
     z, cond = noises(model, args.samples, args.seed)
-    steps = schedule.indices if schedule.indices is not None else schedule.snap(model.fm_steps).indices
-    x = _samples(model, z, cond, steps)
+    steps = steps_on(schedule, model.fm_steps)
+    x = sample(model, z, steps, cond)
     out = Path(args.out or "oss_fast_out/samples")
     out.mkdir(parents=True, exist_ok=True)
     torch.save(x, out / "samples.pt")
     if hasattr(model, "to_images"):
-        image_grid({"samples": x}, out / "samples.png", model.to_images)
+        if plots_missing():
+            print(f"no samples.png: {plots_missing()}")
+        else:
+            image_grid({"samples": x}, out / "samples.png", model.to_images)
     print(f"{args.samples} samples along {steps} written to {out.resolve()}")
     return 0
 
 
 def cmd_quality(args) -> int:
-    from .quality import quality_table
-
     table = quality_table(models=args.models, teacher_steps=args.teacher_steps, ks=args.ks,
                           search_samples=args.search_samples, eval_samples=args.eval_samples,
                           progress=not args.no_progress)
@@ -226,30 +135,24 @@ def cmd_quality(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from . import build_info
-
     print(json.dumps(build_info(), indent=2))
     return 0
 
 
-def _load(path):
-    from . import Schedule
-
+def load_schedule(path):
     if not os.path.isfile(path):
-        raise UsageError(f"cannot read schedule file {path}")
+        raise ValueError(f"cannot read schedule file {path}")
     try:
         return Schedule.load(path)
     except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path} is not a schedule file ({type(err).__name__})") from None
+        raise ValueError(f"{path} is not a schedule file ({type(err).__name__})") from None
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ---------------------------------------------------------------------------- parser
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="oss-fast", description="Optimal Stepsize Search for diffusion and flow-matching samplers")
@@ -316,6 +219,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"oss-fast: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("oss-fast: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .api import search
-from .report import errors, markdown_table, shifted_steps, teacher_samples, uniform_steps
+from .grid import shifted_steps, uniform_steps
+from .report import errors, markdown_table, teacher_samples
+from .zoo import load_model, noises
 
 METHODS = [  # (label, search options); None: a fixed schedule
     ("uniform", None),
@@ -24,21 +26,12 @@ METHODS = [  # (label, search options); None: a fixed schedule
 GRIDS = [("uniform grid", 1.0), ("shifted grid (3)", 3.0)]
 
 
-def _model(name: str, teacher_steps: int, shift: float):
-    from . import zoo
-
-    if name == "digits":
-        return zoo.digits(teacher_steps=teacher_steps, shift=shift)
-    return zoo.GaussianMixtureFlow(teacher_steps=teacher_steps, shift=shift)
-
-
 def quality_rows(model_name: str, shift: float, teacher_steps: int, ks, search_samples: int, eval_samples: int,
                  bar=None) -> list[dict]:
     """One row per method, with mse/psnr columns per K."""
-    model = _model(model_name, teacher_steps, shift)
-    z, cond = model.noise(search_samples, seed=0), (model.labels(search_samples, 0) if hasattr(model, "labels") else None)
-    z_eval = model.noise(eval_samples, seed=1000)
-    cond_eval = model.labels(eval_samples, 1000) if hasattr(model, "labels") else None
+    model = load_model(model_name, teacher_steps, shift)
+    z, cond = noises(model, search_samples, seed=0)
+    z_eval, cond_eval = noises(model, eval_samples, seed=1000)
     teacher = teacher_samples(model, z_eval, cond_eval)
     rows = {label: dict(method=label) for label, _ in METHODS}
     for K in ks:

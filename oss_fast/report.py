@@ -3,28 +3,35 @@
 The teacher is the model's own N-step Euler sampler on its grid; a schedule's error is the mean
 squared difference between its samples and the teacher's from the same noises, and its PSNR is
 10 log10(R^2 / MSE) with R the value range of the teacher's samples.
+
+Pictures need matplotlib (`pip install "oss_fast[plots]"`); without it the tables are still made
+and `plots_missing()` says how to get the pictures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
 import torch
 
 from .api import sample
-from .schedule import snap_to_grid
+from .grid import shifted_steps, uniform_steps
+from .schedule import Schedule
+from .zoo import noises
+
+PLOTS_HINT = 'pictures need matplotlib: pip install "oss_fast[plots]" (or pip install matplotlib)'
 
 
-def uniform_steps(grid, K: int) -> list[int]:
-    """K steps uniform in flow time (sigma = 1, (K-1)/K, ..., 1/K), on the grid."""
-    return snap_to_grid(grid, np.linspace(1, 0, K + 1)[:-1])
-
-
-def shifted_steps(grid, K: int, shift: float = 3.0) -> list[int]:
-    """K steps uniform in flow time then time-shifted, s' = a s / (1 + (a - 1) s) (SD3/FLUX style)."""
-    s = np.linspace(1, 0, K + 1)[:-1]
-    return snap_to_grid(grid, shift * s / (1 + (shift - 1) * s))
+def plots_missing() -> str | None:
+    """None when the pictures can be drawn, else a one-line hint how to get them."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return PLOTS_HINT
+    return None
 
 
 @torch.no_grad()
@@ -56,63 +63,127 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot_sigmas(schedules: dict, path) -> None:
-    """Sigma per step of each schedule (name -> descending sigmas ending at 0)."""
+# ---------------------------------------------------------------------------- pictures
+
+@contextlib.contextmanager
+def _figure(path, rows: int = 1, cols: int = 1, figsize=(6, 4)):
+    """A figure with a rows x cols grid of axes, written to path (PNG) when the block ends."""
+    if plots_missing():
+        raise ImportError(PLOTS_HINT)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, sigmas in schedules.items():
-        ax.plot(range(len(sigmas)), sigmas, marker="o", label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("sigma (flow time)")
-    ax.set_title("schedules")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False)
+    try:
+        yield axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def plot_sigmas(schedules: dict, path) -> None:
+    """Sigma per step of each schedule (name -> descending sigmas ending at 0)."""
+    with _figure(path) as axes:
+        ax = axes[0][0]
+        for name, sigmas in schedules.items():
+            ax.plot(range(len(sigmas)), sigmas, marker="o", label=name)
+        ax.set(xlabel="step", ylabel="sigma (flow time)", title="schedules")
+        ax.legend()
 
 
 def plot_error_vs_steps(curves: dict, path) -> None:
     """MSE to the teacher against the number of steps (name -> {K: mse})."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in curves.items():
-        ks = sorted(points)
-        ax.plot(ks, [points[k] for k in ks], marker="o", label=name)
-    ax.set_yscale("log")
-    ax.set_xlabel("steps")
-    ax.set_ylabel("MSE to the teacher")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with _figure(path) as axes:
+        ax = axes[0][0]
+        for name, points in curves.items():
+            ks = sorted(points)
+            ax.plot(ks, [points[k] for k in ks], marker="o", label=name)
+        ax.set(yscale="log", xlabel="steps", ylabel="MSE to the teacher")
+        ax.legend()
 
 
 def image_grid(rows: dict, path, to_images) -> None:
     """One row of images per name (name -> latents [n, C, H, W]); to_images maps latents to [0, 1]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = min(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0 + 0.3), squeeze=False)
-    for r, (name, latents) in enumerate(rows.items()):
-        images = to_images(latents[:n]).cpu()
-        for c in range(n):
-            ax = axes[r][c]
-            image = images[c]
-            ax.imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with _figure(path, len(rows), n, figsize=(n * 0.9, len(rows) * 1.0 + 0.3)) as axes:
+        for r, (name, latents) in enumerate(rows.items()):
+            images = to_images(latents[:n]).cpu()
+            for c in range(n):
+                image = images[c]
+                axes[r][c].imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray",
+                                  vmin=0, vmax=1)
+                axes[r][c].set_xticks([])
+                axes[r][c].set_yticks([])
+            axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center")
+
+
+# ---------------------------------------------------------------------------- comparison
+
+@dataclass
+class Comparison:
+    """What compare() found and wrote: the table (markdown, with its header line) and the files."""
+
+    header: str
+    table: str
+    files: list = field(default_factory=list)
+    note: str | None = None  # why pictures are missing, if they are
+
+    def __str__(self) -> str:
+        return f"{self.header}\n{self.table}"
+
+
+def step_counts(K: int) -> list[int]:
+    """The step counts of an error-vs-steps curve around K."""
+    return sorted({max(2, K // 2), max(2, K - 2), K, K + 2, K * 2})
+
+
+def steps_on(schedule: Schedule, grid) -> list[int]:
+    """A schedule's grid indices on the model's grid (snapped when it has none)."""
+    return schedule.indices if schedule.indices is not None else schedule.snap(grid).indices
+
+
+@torch.no_grad()
+def compare(model, schedules: dict, out, samples: int, seed: int) -> Comparison:
+    """Each schedule (name -> Schedule) and uniform and time-shifted steps of the same lengths
+    against the teacher on `samples` noises drawn with `seed`: MSE/PSNR table (compare.md), sigma per
+    step (sigmas.png), error against step count (error_vs_steps.png) and, for image models, a grid
+    teacher / schedules / uniform (samples.png)."""
+    out = Path(out)
+    z, cond = noises(model, samples, seed)
+    teacher = teacher_samples(model, z, cond)
+    grid = model.fm_steps
+    rows, sigmas, curves, pictures = [], {}, {}, {"teacher": teacher}
+    lengths = sorted({len(s) for s in schedules.values()})
+    for name, schedule in schedules.items():
+        steps = steps_on(schedule, grid)
+        rows.append(dict(schedule=name, steps=len(steps), **errors(model, z, cond, teacher, steps)))
+        sigmas[name] = schedule.sigmas
+        pictures[name] = sample(model, z, steps, cond)
+        curves[name] = {k: errors(model, z, cond, teacher, steps_on(schedule.interpolate(k), grid))["mse"]
+                        for k in step_counts(len(schedule))}
+    fixed = (("uniform", uniform_steps), ("shifted(3)", shifted_steps))
+    for K in lengths:
+        for label, steps_of in fixed:
+            steps = steps_of(grid, K)
+            rows.append(dict(schedule=f"{label} {K}", steps=len(steps), **errors(model, z, cond, teacher, steps)))
+            sigmas[f"{label} {K}"] = Schedule.from_indices(steps, grid=grid).sigmas
+    for label, steps_of in fixed:
+        curves[label] = {k: errors(model, z, cond, teacher, steps_of(grid, k))["mse"] for k in step_counts(lengths[0])}
+    pictures["uniform"] = sample(model, z, uniform_steps(grid, lengths[0]), cond)
+
+    result = Comparison(header=f"MSE / PSNR to the {len(grid) - 1}-step teacher on {samples} held-out noises "
+                               f"(seed {seed})", table=markdown_table(rows, ["schedule", "steps", "mse", "psnr"]))
+    (out / "compare.md").write_text(f"{result.header}\n\n{result.table}\n")
+    result.files.append(out / "compare.md")
+    result.note = plots_missing()
+    if result.note is None:
+        plot_sigmas(sigmas, out / "sigmas.png")
+        plot_error_vs_steps(curves, out / "error_vs_steps.png")
+        result.files += [out / "sigmas.png", out / "error_vs_steps.png"]
+        if hasattr(model, "to_images"):
+            image_grid({k: v[:12] for k, v in pictures.items()}, out / "samples.png", model.to_images)
+            result.files.append(out / "samples.png")
+    return result

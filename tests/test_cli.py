@@ -10,9 +10,9 @@ import pytest
 from oss_fast import Schedule
 
 
-def run(*args, cwd=None):
+def run(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "oss_fast", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+                          timeout=600, env=env)
 
 
 SMALL = ["--model", "gaussian_mixture", "--teacher-steps", "20", "--no-progress"]
@@ -36,6 +36,22 @@ def test_search_writes_schedule_and_comparison(tmp_path):
                   "--out", str(tmp_path / "smp"))
     assert sampled.returncode == 0, sampled.stderr
     assert (tmp_path / "smp" / "samples.pt").exists()
+
+
+def test_without_matplotlib_search_still_writes_schedule_and_table(tmp_path):
+    # `pip install .` has no matplotlib: a package that fails to import stands in for the missing one
+    (tmp_path / "fake" / "matplotlib").mkdir(parents=True)
+    (tmp_path / "fake" / "matplotlib" / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "run"
+    result = run("search", *SMALL, "--student-steps", "3", "--samples", "2", "--eval-samples", "4",
+                 "--out", str(out), env=env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert len(Schedule.load(out / "schedule.json")) == 3
+    assert "| oss | 3 |" in result.stdout and (out / "compare.md").exists()
+    hints = [line for line in result.stdout.splitlines() if "pictures" in line]
+    assert hints == ['no pictures: pictures need matplotlib: pip install "oss_fast[plots]" (or pip install matplotlib)']
+    assert not list(out.glob("*.png"))
 
 
 def test_info_prints_build_info():

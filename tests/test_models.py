@@ -272,14 +272,30 @@ def test_flowmatch_guidance_doubles_kwargs_with_their_null_values():
     torch.testing.assert_close(v[:, 0], torch.tensor([10 + 2 * (2.0 - 10), 10 + 2 * (4.0 - 10)]))
 
 
-def test_published_constructors():
-    net = tiny_dit(torch.float32)
-    DiTWrapper(dit_forward_with_cfg(net), RespacedDDPM(DDPMScheduler().alphas_cumprod, 50), "cpu",
-               torch.tensor([1000] * 4))
-    FluxWrapper(Echo(), torch.linspace(1000, 10, 20), 1000)
-    OpenSoraWrapper(TinySTDiT3(), 7.0, torch.zeros(1, 1, 5, 16), [torch.tensor([t]) for t in rflow_timesteps(30, 64, 64, 17)],
-                    1000, torch.ones(1, 3) * 1000)
-    WanWrapper(TinyWanModel(), torch.tensor([999, 800, 500, 100]), 1000, [torch.zeros(4, 16)], 5.0)
+def test_published_constructors_build_the_published_grids():
+    # The published wrappers' arguments: descending scheduler timesteps without the final 0.
+    acp = DDPMScheduler().alphas_cumprod.double()
+    dit = DiTWrapper(dit_forward_with_cfg(tiny_dit(torch.float32)), RespacedDDPM(acp, 50), "cpu",
+                     torch.tensor([1000] * 4))
+    used = [round(i * 999 / 49) for i in range(50)]
+    assert dit.model_timesteps.tolist() == [0] + used
+    alpha = acp[used].sqrt()
+    expected = torch.cat([torch.zeros(1, dtype=torch.float64), (1 - alpha**2).sqrt() / (alpha + (1 - alpha**2).sqrt())])
+    torch.testing.assert_close(dit.fm_steps, expected, rtol=1e-12, atol=0)
+
+    flux = FluxWrapper(Echo(), torch.linspace(1000, 10, 20), 1000)
+    assert flux.fm_steps.tolist() == pytest.approx([0.0] + torch.linspace(10, 1000, 20).div(1000).tolist(), rel=1e-6)
+
+    rflow = rflow_timesteps(30, 64, 64, 17)
+    sora = OpenSoraWrapper(TinySTDiT3(), 7.0, torch.zeros(1, 1, 5, 16), [torch.tensor([t]) for t in rflow], 1000,
+                           torch.ones(1, 3) * 1000)
+    assert sora.timesteps.tolist() == pytest.approx([0.0] + rflow[::-1], rel=1e-6)
+    assert sora.fm_steps[-1] == pytest.approx(1.0) and bool((sora.fm_steps[1:] > sora.fm_steps[:-1]).all())
+
+    wan = WanWrapper(TinyWanModel(), torch.tensor([999, 800, 500, 100]), 1000, [torch.zeros(4, 16)], 5.0)
+    assert wan.model_timesteps.tolist() == [0, 100, 500, 800, 999]
+    assert wan.fm_steps.tolist() == pytest.approx([0.0, 0.1, 0.5, 0.8, 0.999])
+
     with pytest.raises(ValueError, match="prediction"):
         FlowMatchWrapper(lambda *a: None, [1.0, 0.5], prediction="epsilon")
 
