@@ -51,6 +51,15 @@ void check_objective(int objective) {
   if (objective != kSum && objective != kMax) fail("objective must be 0 (sum) or 1 (max), got " + std::to_string(objective));
 }
 
+// Runs on_cpu(), or on_cuda(stream) for the CUDA twin, with the GIL released. on_cuda is a generic
+// lambda: without CUDA it is never instantiated, so the twin's symbols are never referenced.
+template <typename OnCpu, typename OnCuda>
+void dispatch(Device dev, uintptr_t stream, const OnCpu& on_cpu, const OnCuda& on_cuda) {
+  py::gil_scoped_release release;
+  if (dev == Device::kCpu) return on_cpu();
+  if constexpr (OSS_FAST_WITH_CUDA) on_cuda(reinterpret_cast<void*>(stream));
+}
+
 // Each def_* registers one function in module m for the given device; the CUDA variants take one
 // extra trailing argument, the stream address.
 void def_reduce(py::module_& m, Device dev) {
@@ -63,12 +72,8 @@ void def_reduce(py::module_& m, Device dev) {
     auto i = address<const int64_t>("cand", cand, G * M, dev);
     auto mn = address<double>("min_out", min_out, G * J, dev);
     auto ar = address<int64_t>("arg_out", arg_out, G * J, dev);
-    py::gil_scoped_release release;
-    if (dev == Device::kCpu) oss_fast::cpu::reduce_candidates(c, i, G, M, J, mn, ar);
-#if OSS_FAST_WITH_CUDA
-    else oss_fast::cuda::reduce_candidates(c, i, G, M, J, mn, ar, reinterpret_cast<void*>(stream));
-#endif
-    (void)stream;
+    dispatch(dev, stream, [&] { oss_fast::cpu::reduce_candidates(c, i, G, M, J, mn, ar); },
+             [&](auto st) { oss_fast::cuda::reduce_candidates(c, i, G, M, J, mn, ar, st); });
   };
   m.def("reduce_candidates", body, py::arg("costs"), py::arg("cand"), py::arg("G"), py::arg("M"),
         py::arg("J"), py::arg("min_out"), py::arg("arg_out"), py::arg("stream") = 0,
@@ -88,12 +93,8 @@ void def_level_update(py::module_& m, Device dev) {
     auto b = address<double>("best", best, G * J, dev);
     auto f = address<int64_t>("from", from, G * (K + 1) * J, dev);
     auto im = address<uint8_t>("improved", improved, G * J, dev);
-    py::gil_scoped_release release;
-    if (dev == Device::kCpu) oss_fast::cpu::level_update(mode, mn, ar, b, f, im, G, J, K, k);
-#if OSS_FAST_WITH_CUDA
-    else oss_fast::cuda::level_update(mode, mn, ar, b, f, im, G, J, K, k, reinterpret_cast<void*>(stream));
-#endif
-    (void)stream;
+    dispatch(dev, stream, [&] { oss_fast::cpu::level_update(mode, mn, ar, b, f, im, G, J, K, k); },
+             [&](auto st) { oss_fast::cuda::level_update(mode, mn, ar, b, f, im, G, J, K, k, st); });
   };
   m.def("level_update", body, py::arg("mode"), py::arg("min_in"), py::arg("arg_in"), py::arg("best"),
         py::arg("from_"), py::arg("improved"), py::arg("G"), py::arg("J"), py::arg("K"), py::arg("k"),
@@ -107,12 +108,8 @@ void def_traceback(py::module_& m, Device dev) {
     check_size("J", J, 1);
     auto f = address<const int64_t>("from", from, G * (K + 1) * J, dev);
     auto p = address<int64_t>("path", path, G * K, dev);
-    py::gil_scoped_release release;
-    if (dev == Device::kCpu) oss_fast::cpu::traceback(f, G, K, J, p);
-#if OSS_FAST_WITH_CUDA
-    else oss_fast::cuda::traceback(f, G, K, J, p, reinterpret_cast<void*>(stream));
-#endif
-    (void)stream;
+    dispatch(dev, stream, [&] { oss_fast::cpu::traceback(f, G, K, J, p); },
+             [&](auto st) { oss_fast::cuda::traceback(f, G, K, J, p, st); });
   };
   m.def("traceback", body, py::arg("from_"), py::arg("G"), py::arg("K"), py::arg("J"), py::arg("path"),
         py::arg("stream") = 0, "Follow from [G,K+1,J] back from grid index 0; path [G,K] ascending.");
@@ -129,12 +126,8 @@ void def_kstep_path(py::module_& m, Device dev) {
     auto c = address<const double>("cost", cost, G * J * J, dev);
     auto p = address<int64_t>("path", path, G * K, dev);
     auto v = address<double>("value", value, G, dev);
-    py::gil_scoped_release release;
-    if (dev == Device::kCpu) oss_fast::cpu::kstep_path(c, G, J, K, objective, p, v);
-#if OSS_FAST_WITH_CUDA
-    else oss_fast::cuda::kstep_path(c, G, J, K, objective, p, v, reinterpret_cast<void*>(stream));
-#endif
-    (void)stream;
+    dispatch(dev, stream, [&] { oss_fast::cpu::kstep_path(c, G, J, K, objective, p, v); },
+             [&](auto st) { oss_fast::cuda::kstep_path(c, G, J, K, objective, p, v, st); });
   };
   m.def("kstep_path", body, py::arg("cost"), py::arg("G"), py::arg("J"), py::arg("K"), py::arg("objective"),
         py::arg("path"), py::arg("value"), py::arg("stream") = 0,
@@ -147,12 +140,8 @@ void def_median(py::module_& m, Device dev) {
     check_size("K", K, 1);
     auto s = address<const int64_t>("steps", steps, S * K, dev);
     auto o = address<int64_t>("out", out, K, dev);
-    py::gil_scoped_release release;
-    if (dev == Device::kCpu) oss_fast::cpu::median_steps(s, S, K, o);
-#if OSS_FAST_WITH_CUDA
-    else oss_fast::cuda::median_steps(s, S, K, o, reinterpret_cast<void*>(stream));
-#endif
-    (void)stream;
+    dispatch(dev, stream, [&] { oss_fast::cpu::median_steps(s, S, K, o); },
+             [&](auto st) { oss_fast::cuda::median_steps(s, S, K, o, st); });
   };
   m.def("median_steps", body, py::arg("steps"), py::arg("S"), py::arg("K"), py::arg("out"),
         py::arg("stream") = 0, "Per-position median of steps [S,K] with the published cal_medium rule.");
@@ -191,7 +180,7 @@ void def_euler_costs(py::module_& m) {
       if (grid[r] < 1 || grid[r] >= S) fail("row_grid values must lie in [1, S)");
     }
     py::gil_scoped_release release;
-    oss_fast::cpu::euler_costs_f32(xp, vp, tp, sample, grid, sp, R, D, J, S, B, norm, bp, op);
+    oss_fast::cpu::euler_costs_f32(xp, vp, tp, sample, grid, sp, R, D, J, B, norm, bp, op);
   };
   m.def("euler_costs_f32", body, py::arg("x"), py::arg("v"), py::arg("targets"), py::arg("row_sample"),
         py::arg("row_grid"), py::arg("s"), py::arg("R"), py::arg("D"), py::arg("J"), py::arg("S"), py::arg("B"),

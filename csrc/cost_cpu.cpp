@@ -74,7 +74,7 @@ void costs(const float* x, const float* v, const float* targets, const int64_t* 
 
 void euler_costs_f32(const float* x, const float* v, const float* targets, const int64_t* row_sample,
                      const int64_t* row_grid, const double* s, int64_t R, int64_t D, int64_t J,
-                     int64_t /*S*/, int64_t B, int norm, const double* bound, double* out) {
+                     int64_t B, int norm, const double* bound, double* out) {
   if (norm == 2)
     costs<2>(x, v, targets, row_sample, row_grid, s, R, D, J, B, bound, out);
   else

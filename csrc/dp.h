@@ -75,6 +75,20 @@ OSS_HD void kstep_target(const double* cost_g, const double* prev, int64_t J, in
   *from_out = best_i;
 }
 
+// Trace-back of one group (DESIGN §3.1 Result): from grid index 0 through from_g [K+1, J], one
+// level per step, into path_g [K] ascending; -1 from where a predecessor leaves the grid.
+OSS_HD void traceback_group(const int64_t* from_g, int64_t K, int64_t J, int64_t* path_g) {
+  int64_t j = 0;
+  for (int64_t k = K - 1; k >= 0; --k) {
+    j = (j >= 0 && j < J) ? from_g[k * J + j] : -1;
+    path_g[K - 1 - k] = (j >= 0 && j < J) ? j : -1;
+  }
+}
+
+// The published cal_medium rule on two middle values: (a + b) // 2 with Python's floor division,
+// computed without overflowing int64 (floor(a/2) + floor(b/2) + both odd).
+OSS_HD int64_t floor_midpoint(int64_t a, int64_t b) { return (a >> 1) + (b >> 1) + (a & b & 1); }
+
 // Layouts (all row-major, contiguous):
 //   costs [G, M, J]   cost of candidate m of group g to target j (J = N + 1 grid indices)
 //   cand  [G, M]      grid index of candidate m (-1 = padding); only targets j < cand count
@@ -93,7 +107,7 @@ void traceback(const int64_t* from, int64_t G, int64_t K, int64_t J, int64_t* pa
 // value [G]: the objective of the returned path (+inf and a path of -1 where none is finite).
 void kstep_path(const double* cost, int64_t G, int64_t J, int64_t K, int objective, int64_t* path,
                 double* value);
-// steps [S, K] -> out [K]: per position, sorted l, (l[S/2] + l[S/2 - 1]) floor-divided by 2.
+// steps [S, K] -> out [K]: per position, sorted l, floor_midpoint(l[S/2], l[S/2 - 1]).
 void median_steps(const int64_t* steps, int64_t S, int64_t K, int64_t* out);
 }  // namespace cpu
 

@@ -37,13 +37,7 @@ void level_update(int mode, const double* min_in, const int64_t* arg_in, double*
 }
 
 void traceback(const int64_t* from, int64_t G, int64_t K, int64_t J, int64_t* path) {
-  for (int64_t g = 0; g < G; ++g) {
-    int64_t j = 0;
-    for (int64_t k = K - 1; k >= 0; --k) {
-      j = (j >= 0 && j < J) ? from[(g * (K + 1) + k) * J + j] : -1;
-      path[g * K + (K - 1 - k)] = (j >= 0 && j < J) ? j : -1;
-    }
-  }
+  for (int64_t g = 0; g < G; ++g) traceback_group(from + g * (K + 1) * J, K, J, path + g * K);
 }
 
 void kstep_path(const double* cost, int64_t G, int64_t J, int64_t K, int objective, int64_t* path,
@@ -65,7 +59,7 @@ void kstep_path(const double* cost, int64_t G, int64_t J, int64_t K, int objecti
       std::swap(prev, cur);
     }
     if (prev[0] < kInf) {
-      traceback(from.data(), 1, K, J, path + g * K);
+      traceback_group(from.data(), K, J, path + g * K);
       value[g] = prev[0];
     } else {
       std::fill(path + g * K, path + (g + 1) * K, -1);
@@ -80,8 +74,7 @@ void median_steps(const int64_t* steps, int64_t S, int64_t K, int64_t* out) {
     for (int64_t s = 0; s < S; ++s) column[s] = steps[s * K + k];
     std::sort(column.begin(), column.end());
     // Python's l[S//2 - 1] wraps to the last element when S == 1.
-    const int64_t sum = column[S / 2] + column[(S / 2 - 1 + S) % S];
-    out[k] = sum >= 0 ? sum / 2 : -((-sum + 1) / 2);
+    out[k] = floor_midpoint(column[S / 2], column[(S / 2 - 1 + S) % S]);
   }
 }
 

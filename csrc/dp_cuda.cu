@@ -42,18 +42,10 @@ __global__ void update_kernel(int mode, const double* min_in, const int64_t* arg
   if (mode == kCompat && k + 1 <= K) from_k[J + j] = from_k[j];
 }
 
-__device__ void traceback_one(const int64_t* from_g, int64_t K, int64_t J, int64_t* path_g) {
-  int64_t j = 0;
-  for (int64_t k = K - 1; k >= 0; --k) {
-    j = (j >= 0 && j < J) ? from_g[k * J + j] : -1;
-    path_g[K - 1 - k] = (j >= 0 && j < J) ? j : -1;
-  }
-}
-
 __global__ void traceback_kernel(const int64_t* from, int64_t G, int64_t K, int64_t J,
                                  int64_t* path) {
   const int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (g < G) traceback_one(from + g * (K + 1) * J, K, J, path + g * K);
+  if (g < G) traceback_group(from + g * (K + 1) * J, K, J, path + g * K);
 }
 
 // One block per group; levels run one after another with the block's threads over targets.
@@ -82,7 +74,7 @@ __global__ void kstep_kernel(const double* cost, int64_t G, int64_t J, int64_t K
   }
   if (threadIdx.x == 0) {
     if (prev[0] < HUGE_VAL) {
-      traceback_one(from, K, J, path + g * K);
+      traceback_group(from, K, J, path + g * K);
       value[g] = prev[0];
     } else {
       for (int64_t k = 0; k < K; ++k) path[g * K + k] = -1;
@@ -110,8 +102,7 @@ __device__ int64_t select_rank(const int64_t* steps, int64_t S, int64_t K, int64
 __global__ void median_kernel(const int64_t* steps, int64_t S, int64_t K, int64_t* out) {
   const int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (k >= K) return;
-  const int64_t sum = select_rank(steps, S, K, k, S / 2) + select_rank(steps, S, K, k, (S / 2 - 1 + S) % S);
-  out[k] = sum >= 0 ? sum / 2 : -((-sum + 1) / 2);
+  out[k] = floor_midpoint(select_rank(steps, S, K, k, S / 2), select_rank(steps, S, K, k, (S / 2 - 1 + S) % S));
 }
 
 }  // namespace
