@@ -1,0 +1,90 @@
+"""The layering rule of DESIGN §4: imports only point down, lazy ones (inside functions) included.
+
+    cli → quality → report → public API (dropin, package __init__, api) → engine, zoo,
+    integrations → models, schedule, solvers → ops, dp, grid → csrc (_C), _version
+
+A module may import modules of a lower layer and, within its own subpackage (engine/, models/,
+ops/, zoo/), its siblings. reference.py imports nothing of ours.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "oss_fast"
+
+LAYERS = {  # top-level module or subpackage -> layer (higher may import lower)
+    "_C": 0, "_version": 0,
+    "grid": 1, "ops": 1, "dp": 1,
+    "models": 2, "schedule": 2, "solvers": 2,
+    "engine": 3, "zoo": 3, "integrations": 3,
+    "api": 4, "dropin": 5, "__init__": 6,
+    "report": 7, "quality": 8, "cli": 9, "__main__": 10,
+}
+
+
+def unit_of(module: str) -> str:
+    """'oss_fast.engine.search' -> 'engine'; 'oss_fast' -> '__init__'."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, source: str | None = None):
+    """Every module of ours that the file (or `source` read as that file) imports, anywhere in it,
+    as absolute dotted names."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.split(".")[0] == "oss_fast")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "oss_fast":
+                continue
+            for alias in node.names:  # `from . import dp` imports the module oss_fast.dp
+                candidate = f"{target}.{alias.name}"
+                rel = Path(*candidate.split(".")[1:])
+                is_module = (PACKAGE / rel).with_suffix(".py").exists() or (PACKAGE / rel).is_dir()
+                yield candidate if is_module or alias.name == "_C" else target
+
+
+SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_module_has_a_layer():
+    assert {unit_of(module_name(p)) for p in SOURCES} - {"reference"} <= set(LAYERS)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path):
+    me = module_name(path)
+    mine = unit_of(me)
+    for target in imported_modules(path):
+        if mine == "reference":
+            pytest.fail(f"reference.py imports {target}: the oracle must import nothing of ours")
+        theirs = unit_of(target)
+        sibling = theirs == mine and (PACKAGE / mine).is_dir()
+        assert sibling or LAYERS[theirs] < LAYERS[mine], f"{me} imports {target}: upward or sideways"
+
+
+def test_the_checker_sees_lazy_and_relative_imports():
+    schedule = PACKAGE / "schedule.py"
+    source = "from . import grid\nfrom .grid import snap_to_grid\n\ndef late():\n    from .api import search\n"
+    assert set(imported_modules(schedule, source)) == {"oss_fast.grid", "oss_fast.api"}
+    engine = PACKAGE / "engine" / "search.py"
+    assert set(imported_modules(engine, "from .. import dp\nfrom ..ops.euler import euler_rows\n")) == \
+        {"oss_fast.dp", "oss_fast.ops.euler"}
