@@ -1,15 +1,21 @@
-// Python entry points of the pathfinding core. Arrays arrive as raw addresses (from
-// torch.Tensor.data_ptr()) with their sizes; oss_fast/dp.py checks dtypes, devices, shapes and
-// contiguity first. These entry points check again what can be checked from here (sizes, null
-// and host/device addresses, enum values) and raise ValueError naming the argument, so a bad call
-// never reaches a kernel. Work runs with the GIL released.
+// Python entry points of the pathfinding core. Arrays arrive as DLPack capsules
+// (torch.utils.dlpack.to_dlpack), never as bare addresses: each carries its producer's pointer,
+// dtype, device, shape and strides. oss_fast/dp.py checks dtypes, devices, shapes and contiguity
+// first; these entry points check again, from the capsule: dtype, device, contiguity and that the
+// element count equals what the sizes passed need (computed without overflow), plus enum values.
+// They raise ValueError naming the argument, so a bad call never reaches a kernel. Work runs with
+// the GIL released; the capsules are only read, their owners keep the memory alive.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <climits>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "cost.h"
+#include "dlpack_abi.h"
 #include "dp.h"
 
 namespace py = pybind11;
@@ -21,26 +27,66 @@ using oss_fast::kSum;
 namespace {
 
 enum class Device { kCpu, kCuda };
+using Buffer = py::object;  // a DLPack capsule
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
-void check_size(const char* name, int64_t v, int64_t min) {
+void check_size(const char* name, int64_t v, int64_t min, int64_t max = INT64_MAX) {
   if (v < min) fail(std::string(name) + " must be >= " + std::to_string(min) + ", got " + std::to_string(v));
+  if (v > max) fail(std::string(name) + " must be <= " + std::to_string(max) + ", got " + std::to_string(v));
+}
+
+// The product of sizes (all checked >= 0 before), or a ValueError naming what it is for.
+int64_t elements(const char* name, std::initializer_list<int64_t> dims) {
+  int64_t n = 1;
+  for (int64_t d : dims)
+    if (__builtin_mul_overflow(n, d, &n)) fail(std::string(name) + ": its sizes overflow int64");
+  return n;
 }
 
 template <typename T>
-T* address(const char* name, uintptr_t addr, int64_t elements, Device device) {
-  if (elements == 0) return reinterpret_cast<T*>(addr);
-  if (addr == 0) fail(std::string(name) + " is a null pointer");
-  if (addr % alignof(T) != 0) fail(std::string(name) + " is not aligned for its dtype");
-#if OSS_FAST_WITH_CUDA
-  // Only the CUDA twin asks the driver: asking on the CPU path would create a CUDA context.
-  if (device == Device::kCuda && !oss_fast::cuda::is_device_pointer(reinterpret_cast<void*>(addr)))
-    fail(std::string(name) + " is not a CUDA device pointer");
-#else
-  (void)device;
-#endif
-  return reinterpret_cast<T*>(addr);
+constexpr oss_fast::dlpack::DataType dtype_of() {
+  using oss_fast::dlpack::DataType;
+  if constexpr (std::is_same_v<T, double>) return DataType{oss_fast::dlpack::kFloat, 64, 1};
+  if constexpr (std::is_same_v<T, float>) return DataType{oss_fast::dlpack::kFloat, 32, 1};
+  if constexpr (std::is_same_v<T, int64_t>) return DataType{oss_fast::dlpack::kInt, 64, 1};
+  return DataType{oss_fast::dlpack::kUInt, 8, 1};  // uint8_t
+}
+
+// The array's data as T* after checking the capsule: a DLPack tensor of T on the device, compact
+// row-major, holding exactly `count` elements.
+template <typename T>
+T* address(const char* name, const Buffer& capsule, int64_t count, Device device) {
+  const std::string who(name);
+  if (!PyCapsule_CheckExact(capsule.ptr()) || !PyCapsule_IsValid(capsule.ptr(), "dltensor"))
+    fail(who + " must be a DLPack capsule (torch.utils.dlpack.to_dlpack of a tensor)");
+  const auto* managed = static_cast<oss_fast::dlpack::ManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+  const oss_fast::dlpack::Tensor& t = managed->dl_tensor;
+  const auto want = dtype_of<std::remove_const_t<T>>();
+  if (t.dtype.code != want.code || t.dtype.bits != want.bits || t.dtype.lanes != 1)
+    fail(who + " has the wrong dtype for this function");
+  const int32_t want_device = device == Device::kCpu ? oss_fast::dlpack::kCPU : oss_fast::dlpack::kCUDA;
+  if (t.device.device_type != want_device)
+    fail(who + (device == Device::kCpu ? " must be a CPU tensor" : " must be a CUDA tensor"));
+  if (t.ndim < 0 || (t.ndim > 0 && t.shape == nullptr)) fail(who + " has no shape");
+  int64_t n = 1;
+  for (int32_t d = 0; d < t.ndim; ++d) {
+    if (t.shape[d] < 0) fail(who + " has a negative size");
+    if (__builtin_mul_overflow(n, t.shape[d], &n)) fail(who + ": its sizes overflow");
+  }
+  if (t.strides && n > 0) {  // compact row-major (the strides of dimensions of size 1 do not matter)
+    int64_t stride = 1;
+    for (int32_t d = t.ndim - 1; d >= 0; --d) {
+      if (t.shape[d] > 1 && t.strides[d] != stride) fail(who + " must be contiguous");
+      stride *= t.shape[d];
+    }
+  }
+  if (n != count)
+    fail(who + " holds " + std::to_string(n) + " elements but the sizes given need " + std::to_string(count));
+  auto* data = static_cast<char*>(t.data) + t.byte_offset;
+  if (count > 0 && data == nullptr) fail(who + " is a null pointer");
+  if (reinterpret_cast<uintptr_t>(data) % alignof(T) != 0) fail(who + " is not aligned for its dtype");
+  return reinterpret_cast<T*>(data);
 }
 
 void check_mode(int mode) {
@@ -63,15 +109,15 @@ void dispatch(Device dev, uintptr_t stream, const OnCpu& on_cpu, const OnCuda& o
 // Each def_* registers one function in module m for the given device; the CUDA variants take one
 // extra trailing argument, the stream address.
 void def_reduce(py::module_& m, Device dev) {
-  auto body = [dev](uintptr_t costs, uintptr_t cand, int64_t G, int64_t M, int64_t J, uintptr_t min_out,
-                    uintptr_t arg_out, uintptr_t stream) {
+  auto body = [dev](Buffer costs, Buffer cand, int64_t G, int64_t M, int64_t J, Buffer min_out, Buffer arg_out,
+                    uintptr_t stream) {
     check_size("G", G, 0);
     check_size("M", M, 0);
     check_size("J", J, 1);
-    auto c = address<const double>("costs", costs, G * M * J, dev);
-    auto i = address<const int64_t>("cand", cand, G * M, dev);
-    auto mn = address<double>("min_out", min_out, G * J, dev);
-    auto ar = address<int64_t>("arg_out", arg_out, G * J, dev);
+    auto c = address<const double>("costs", costs, elements("costs", {G, M, J}), dev);
+    auto i = address<const int64_t>("cand", cand, elements("cand", {G, M}), dev);
+    auto mn = address<double>("min_out", min_out, elements("min_out", {G, J}), dev);
+    auto ar = address<int64_t>("arg_out", arg_out, elements("arg_out", {G, J}), dev);
     dispatch(dev, stream, [&] { oss_fast::cpu::reduce_candidates(c, i, G, M, J, mn, ar); },
              [&](auto st) { oss_fast::cuda::reduce_candidates(c, i, G, M, J, mn, ar, st); });
   };
@@ -81,18 +127,19 @@ void def_reduce(py::module_& m, Device dev) {
 }
 
 void def_level_update(py::module_& m, Device dev) {
-  auto body = [dev](int mode, uintptr_t min_in, uintptr_t arg_in, uintptr_t best, uintptr_t from,
-                    uintptr_t improved, int64_t G, int64_t J, int64_t K, int64_t k, uintptr_t stream) {
+  auto body = [dev](int mode, Buffer min_in, Buffer arg_in, Buffer best, Buffer from, Buffer improved, int64_t G,
+                    int64_t J, int64_t K, int64_t k, uintptr_t stream) {
     check_mode(mode);
     check_size("G", G, 0);
     check_size("J", J, 1);
-    check_size("K", K, 1);
+    check_size("K", K, 1, INT64_MAX - 1);
     if (k < 0 || k >= K) fail("k (the level) must be in [0, K), got " + std::to_string(k));
-    auto mn = address<const double>("min_in", min_in, G * J, dev);
-    auto ar = address<const int64_t>("arg_in", arg_in, G * J, dev);
-    auto b = address<double>("best", best, G * J, dev);
-    auto f = address<int64_t>("from", from, G * (K + 1) * J, dev);
-    auto im = address<uint8_t>("improved", improved, G * J, dev);
+    const int64_t GJ = elements("best", {G, J});
+    auto mn = address<const double>("min_in", min_in, GJ, dev);
+    auto ar = address<const int64_t>("arg_in", arg_in, GJ, dev);
+    auto b = address<double>("best", best, GJ, dev);
+    auto f = address<int64_t>("from", from, elements("from", {G, K + 1, J}), dev);
+    auto im = address<uint8_t>("improved", improved, GJ, dev);
     dispatch(dev, stream, [&] { oss_fast::cpu::level_update(mode, mn, ar, b, f, im, G, J, K, k); },
              [&](auto st) { oss_fast::cuda::level_update(mode, mn, ar, b, f, im, G, J, K, k, st); });
   };
@@ -102,12 +149,12 @@ void def_level_update(py::module_& m, Device dev) {
 }
 
 void def_traceback(py::module_& m, Device dev) {
-  auto body = [dev](uintptr_t from, int64_t G, int64_t K, int64_t J, uintptr_t path, uintptr_t stream) {
+  auto body = [dev](Buffer from, int64_t G, int64_t K, int64_t J, Buffer path, uintptr_t stream) {
     check_size("G", G, 0);
-    check_size("K", K, 1);
+    check_size("K", K, 1, INT64_MAX - 1);
     check_size("J", J, 1);
-    auto f = address<const int64_t>("from", from, G * (K + 1) * J, dev);
-    auto p = address<int64_t>("path", path, G * K, dev);
+    auto f = address<const int64_t>("from", from, elements("from", {G, K + 1, J}), dev);
+    auto p = address<int64_t>("path", path, elements("path", {G, K}), dev);
     dispatch(dev, stream, [&] { oss_fast::cpu::traceback(f, G, K, J, p); },
              [&](auto st) { oss_fast::cuda::traceback(f, G, K, J, p, st); });
   };
@@ -116,15 +163,15 @@ void def_traceback(py::module_& m, Device dev) {
 }
 
 void def_kstep_path(py::module_& m, Device dev) {
-  auto body = [dev](uintptr_t cost, int64_t G, int64_t J, int64_t K, int objective, uintptr_t path,
-                    uintptr_t value, uintptr_t stream) {
+  auto body = [dev](Buffer cost, int64_t G, int64_t J, int64_t K, int objective, Buffer path, Buffer value,
+                    uintptr_t stream) {
     check_objective(objective);
     check_size("G", G, 0);
     check_size("J", J, 2);
     check_size("K", K, 1);
     if (K > J - 1) fail("K must be <= N = J - 1 (" + std::to_string(J - 1) + "), got " + std::to_string(K));
-    auto c = address<const double>("cost", cost, G * J * J, dev);
-    auto p = address<int64_t>("path", path, G * K, dev);
+    auto c = address<const double>("cost", cost, elements("cost", {G, J, J}), dev);
+    auto p = address<int64_t>("path", path, elements("path", {G, K}), dev);
     auto v = address<double>("value", value, G, dev);
     dispatch(dev, stream, [&] { oss_fast::cpu::kstep_path(c, G, J, K, objective, p, v); },
              [&](auto st) { oss_fast::cuda::kstep_path(c, G, J, K, objective, p, v, st); });
@@ -135,10 +182,10 @@ void def_kstep_path(py::module_& m, Device dev) {
 }
 
 void def_median(py::module_& m, Device dev) {
-  auto body = [dev](uintptr_t steps, int64_t S, int64_t K, uintptr_t out, uintptr_t stream) {
+  auto body = [dev](Buffer steps, int64_t S, int64_t K, Buffer out, uintptr_t stream) {
     check_size("S", S, 1);
     check_size("K", K, 1);
-    auto s = address<const int64_t>("steps", steps, S * K, dev);
+    auto s = address<const int64_t>("steps", steps, elements("steps", {S, K}), dev);
     auto o = address<int64_t>("out", out, K, dev);
     dispatch(dev, stream, [&] { oss_fast::cpu::median_steps(s, S, K, o); },
              [&](auto st) { oss_fast::cuda::median_steps(s, S, K, o, st); });
@@ -156,9 +203,8 @@ void def_all(py::module_& m, Device dev) {
 }
 
 void def_euler_costs(py::module_& m) {
-  auto body = [](uintptr_t x, uintptr_t v, uintptr_t targets, uintptr_t row_sample, uintptr_t row_grid,
-                 uintptr_t s, int64_t R, int64_t D, int64_t J, int64_t S, int64_t B, int norm, uintptr_t bound,
-                 uintptr_t out) {
+  auto body = [](Buffer x, Buffer v, Buffer targets, Buffer row_sample, Buffer row_grid, Buffer s, int64_t R,
+                 int64_t D, int64_t J, int64_t S, int64_t B, int norm, Buffer bound, Buffer out) {
     check_size("R", R, 0);
     check_size("D", D, 1);
     check_size("J", J, 1);
@@ -167,14 +213,14 @@ void def_euler_costs(py::module_& m) {
     check_size("B", B, 1);
     if (norm != 1 && norm != 2) fail("norm must be 1 or 2, got " + std::to_string(norm));
     const Device dev = Device::kCpu;
-    auto xp = address<const float>("x", x, R * D, dev);
-    auto vp = address<const float>("v", v, R * D, dev);
-    auto tp = address<const float>("targets", targets, J * B * D, dev);
+    auto xp = address<const float>("x", x, elements("x", {R, D}), dev);
+    auto vp = address<const float>("v", v, elements("v", {R, D}), dev);
+    auto tp = address<const float>("targets", targets, elements("targets", {J, B, D}), dev);
     auto sample = address<const int64_t>("row_sample", row_sample, R, dev);
     auto grid = address<const int64_t>("row_grid", row_grid, R, dev);
     auto sp = address<const double>("s", s, S, dev);
-    auto op = address<double>("out", out, R * J, dev);
-    auto bp = bound ? address<const double>("bound", bound, B * J, dev) : nullptr;
+    auto op = address<double>("out", out, elements("out", {R, J}), dev);
+    const double* bp = bound.is_none() ? nullptr : address<const double>("bound", bound, elements("bound", {B, J}), dev);
     for (int64_t r = 0; r < R; ++r) {
       if (sample[r] < 0 || sample[r] >= B) fail("row_sample values must lie in [0, B)");
       if (grid[r] < 1 || grid[r] >= S) fail("row_grid values must lie in [1, S)");
@@ -186,18 +232,18 @@ void def_euler_costs(py::module_& m) {
         py::arg("row_grid"), py::arg("s"), py::arg("R"), py::arg("D"), py::arg("J"), py::arg("S"), py::arg("B"),
         py::arg("norm"), py::arg("bound"), py::arg("out"),
         "Fused Euler-jump costs [R, J] of float32 rows x, v [R, D] against targets [J, B, D]; "
-        "bound [B, J] (0 = none): pairs already >= their bound may report +inf.");
+        "bound [B, J] (None = none): pairs already >= their bound may report +inf.");
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "oss_fast pathfinding core (C++ with an optional CUDA twin)";
+  m.doc() = "oss_fast pathfinding core (C++ with an optional CUDA twin); arrays are DLPack capsules";
   py::module_ cpu = m.def_submodule("cpu", "CPU implementations");
   def_all(cpu, Device::kCpu);
   def_euler_costs(cpu);
 #if OSS_FAST_WITH_CUDA
-  py::module_ cuda = m.def_submodule("cuda", "CUDA twins (device pointers, explicit stream)");
+  py::module_ cuda = m.def_submodule("cuda", "CUDA twins (CUDA tensors, explicit stream)");
   def_all(cuda, Device::kCuda);
 #endif
   m.def("build_info", []() {

@@ -123,7 +123,6 @@ void kstep_path(const double* cost, int64_t G, int64_t J, int64_t K, int objecti
                 double* value, void* stream);
 void median_steps(const int64_t* steps, int64_t S, int64_t K, int64_t* out, void* stream);
 int device_count();  // 0 where no driver or no GPU
-bool is_device_pointer(const void* p);
 }  // namespace cuda
 
 }  // namespace oss_fast

@@ -42,24 +42,27 @@ void traceback(const int64_t* from, int64_t G, int64_t K, int64_t J, int64_t* pa
 
 void kstep_path(const double* cost, int64_t G, int64_t J, int64_t K, int objective, int64_t* path,
                 double* value) {
+  // Workspace for every group, allocated before the parallel region (nothing may throw inside it).
+  // from has the layout of the level DP ([K+1, J] per group) so that traceback_group serves both.
+  std::vector<int64_t> from_all(G * (K + 1) * J, -1);
+  std::vector<double> values_all(G * 2 * J, kInf);
 #pragma omp parallel for if (G * K * J * J > kParallelWork)
   for (int64_t g = 0; g < G; ++g) {
     const double* cost_g = cost + g * J * J;
     const int64_t N = J - 1;
-    // from has the layout of the level DP ([K+1, J] per group) so that traceback() serves both.
-    std::vector<int64_t> from((K + 1) * J, -1);
-    std::vector<double> prev(J, kInf), cur(J, kInf);
+    int64_t* from = from_all.data() + g * (K + 1) * J;
+    double* prev = values_all.data() + g * 2 * J;
+    double* cur = prev + J;
     for (int64_t j = 0; j < N; ++j) {
       prev[j] = first_jump_value(cost_g[N * J + j]);
       from[j] = N;
     }
     for (int64_t k = 1; k < K; ++k) {
-      for (int64_t j = 0; j < J; ++j)
-        kstep_target(cost_g, prev.data(), J, j, objective, &cur[j], &from[k * J + j]);
+      for (int64_t j = 0; j < J; ++j) kstep_target(cost_g, prev, J, j, objective, &cur[j], &from[k * J + j]);
       std::swap(prev, cur);
     }
     if (prev[0] < kInf) {
-      traceback_group(from.data(), K, J, path + g * K);
+      traceback_group(from, K, J, path + g * K);
       value[g] = prev[0];
     } else {
       std::fill(path + g * K, path + (g + 1) * K, -1);

@@ -162,14 +162,5 @@ int device_count() {
   return n;
 }
 
-bool is_device_pointer(const void* p) {
-  cudaPointerAttributes attr;
-  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
-}
-
 }  // namespace cuda
 }  // namespace oss_fast

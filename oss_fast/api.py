@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .engine.checkpoint import Checkpoint, fingerprint
-from .engine.distributed import Comm
+from .engine.checkpoint import Checkpoint, check_checkpoint_path, fingerprint
+from .engine.distributed import Comm, distributed_ready
 from .engine.inputs import SampleInputs
 from .engine.options import check_options, model_grid
 from .engine.search import Engine
@@ -68,10 +68,29 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
                          aggregate=aggregate, norm=norm, channels=channels, frames=frames,
                          random_channels=random_channels, seed=seed, float32=float32, max_batch=max_batch,
                          free_start=free_start, objective=objective, progress=progress)
-    if per_sample_kwargs is None:
-        per_sample_kwargs = getattr(model, "per_sample_kwargs", None)
     if mode == "auto" and checkpoint is not None:
         raise ValueError("checkpoints need a single mode: choose mode='compat', 'exact' or 'teacher'")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint= (the file to resume from)")
+    if checkpoint is not None:
+        check_checkpoint_path(checkpoint)
+    if process_group is not None and not distributed_ready():
+        raise ValueError("process_group given but torch.distributed is not initialised "
+                         "(call torch.distributed.init_process_group first, e.g. under torchrun)")
+    return _execute(model, z, cond, opts, model_kwargs, per_sample_kwargs, checkpoint, resume, process_group)
+
+
+@torch.no_grad()
+def published_search(model, z: torch.Tensor, cond=None, *, model_kwargs: dict | None = None, **options) -> SearchResult:
+    """The drop-ins' search: as `search`, with the published code's indexing (teacher_steps may be a
+    prefix of the model's grid; compat may take K >= N and then repeats grid indices)."""
+    return _execute(model, z, cond, check_options(model, z, published=True, **options), model_kwargs)
+
+
+def _execute(model, z, cond, opts, model_kwargs, per_sample_kwargs=None, checkpoint=None, resume=False,
+             process_group=None) -> SearchResult:
+    if per_sample_kwargs is None:
+        per_sample_kwargs = getattr(model, "per_sample_kwargs", None)
     inputs = SampleInputs(cond, model_kwargs, z.shape[0], per_sample_kwargs)
     comm = Comm(process_group)
     saver = None

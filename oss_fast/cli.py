@@ -9,15 +9,18 @@
     oss-fast info
     torchrun --nproc_per_node=2 -m oss_fast search ...   # the search's model calls shared by 2 ranks
 
-Bad input (unknown model, unreadable file, step counts out of range) is reported in one line on
-stderr with exit code 2.
+Bad input (unknown model, unreadable file, step counts out of range, an unusable --device, --out
+or --checkpoint) is reported in one line on stderr with exit code 2, before any long work; Ctrl-C
+in one line with exit code 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,13 +30,76 @@ import torch.distributed as dist
 from . import Schedule, build_info, sample, search
 from .quality import quality_table
 from .report import compare, image_grid, plots_missing, steps_on
+from .api import schedule_steps
+from .engine.checkpoint import check_checkpoint_path
 from .zoo import BUNDLED, DEFAULT_MODEL, load_model, noises
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)  # --student-step is a typo, not an option
+
     def error(self, message):  # one line, exit 2 (argparse prints the usage too)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+# the API's argument names as the user typed them on the command line
+OPTION_NAMES = {"student_steps": "--student-steps", "teacher_steps": "--teacher-steps", "max_batch": "--max-batch",
+                "aggregate": "--aggregate"}
+
+
+def as_typed(message: str) -> str:
+    """An API error message with its argument names replaced by the options that set them."""
+    for name, option in OPTION_NAMES.items():
+        message = re.sub(rf"(?<![-\w]){re.escape(name)}\b", option, message)
+    return re.sub(r"mode='(\w+)'|mode '(\w+)'", lambda m: f"--mode {m.group(1) or m.group(2)}", message)
+
+
+def checked_device(text: str) -> str:
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {text!r} is not a device (cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"--device {text}: no such CUDA GPU is visible here")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {text}: only cpu and cuda are supported")
+    return text
+
+
+def output_folder(path: Path) -> Path:
+    """--out, created now (before any long work) and checked writable."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {path}: cannot create it ({err.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path} is not writable")
+    return path
 
 
 def model_name(spec: str) -> str:
@@ -63,6 +129,14 @@ def print_comparison(comparison) -> None:
 # ---------------------------------------------------------------------------- commands
 
 def cmd_search(args) -> int:
+    checked_device(args.device)
+    if args.checkpoint:
+        check_checkpoint_path(args.checkpoint)
+    elif args.resume:
+        raise ValueError("--resume needs --checkpoint FILE")
+    mode = args.mode or "auto"
+    out = output_folder(Path(args.out or f"oss_fast_out/{model_name(args.model)}-N{args.teacher_steps}"
+                                         f"-K{args.student_steps}-{mode}{'-' + args.aggregate if args.aggregate else ''}"))
     rank, device, joined = distributed_rank(args.device)
     model = load_model(args.model, args.teacher_steps, args.shift, device)
     z, cond = noises(model, args.samples, args.seed)
@@ -76,9 +150,6 @@ def cmd_search(args) -> int:
         return 0
     schedule = Schedule.from_search(res, model, seeds=[args.seed], metadata=dict(samples=args.samples,
                                                                                  shift=args.shift))
-    out = Path(args.out or f"oss_fast_out/{model_name(args.model)}-N{args.teacher_steps}-K{args.student_steps}"
-                              f"-{res.mode}-{res.aggregate}")
-    out.mkdir(parents=True, exist_ok=True)
     schedule.save(out / "schedule.json")
     print(f"model {args.model}: teacher steps {args.teacher_steps}, student steps {args.student_steps}, "
           f"mode {res.mode}, aggregate {res.aggregate}, {args.samples} search noise(s)")
@@ -92,28 +163,27 @@ def cmd_search(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    model = load_model(args.model, args.teacher_steps, args.shift, args.device)
+    checked_device(args.device)
     schedules = {Path(p).stem if Path(p).stem != "schedule" else Path(p).parent.name: load_schedule(p)
                  for p in args.schedules}
+    out = output_folder(Path(args.out or "oss_fast_out/compare"))
+    model = load_model(args.model, args.teacher_steps, args.shift, args.device)
     for name, schedule in schedules.items():
-        if schedule.grid is not None and len(schedule.grid) != len(model.fm_steps):
-            raise ValueError(f"schedule {name} was searched on a {len(schedule.grid) - 1}-step grid; "
-                             f"use --teacher-steps {len(schedule.grid) - 1}")
-    out = Path(args.out or "oss_fast_out/compare")
-    out.mkdir(parents=True, exist_ok=True)
+        check_fits(name, schedule, model)
     print_comparison(compare(model, schedules, out, samples=args.samples, seed=args.seed))
     print(f"outputs written to {out.resolve()}")
     return 0
 
 
 def cmd_sample(args) -> int:
-    model = load_model(args.model, args.teacher_steps, args.shift, args.device)
+    checked_device(args.device)
     schedule = load_schedule(args.schedule)
+    out = output_folder(Path(args.out or "oss_fast_out/samples"))
+    model = load_model(args.model, args.teacher_steps, args.shift, args.device)
+    check_fits(args.schedule, schedule, model)
     z, cond = noises(model, args.samples, args.seed)
     steps = steps_on(schedule, model.fm_steps)
     x = sample(model, z, steps, cond)
-    out = Path(args.out or "oss_fast_out/samples")
-    out.mkdir(parents=True, exist_ok=True)
     torch.save(x, out / "samples.pt")
     if hasattr(model, "to_images"):
         if plots_missing():
@@ -142,10 +212,26 @@ def cmd_info(args) -> int:
 def load_schedule(path):
     if not os.path.isfile(path):
         raise ValueError(f"cannot read schedule file {path}")
+    return Schedule.load(path)
+
+
+def check_fits(name: str, schedule: Schedule, model) -> None:
+    """A schedule with grid indices must have been made on the --model's grid, for that model."""
+    if schedule.indices is None:  # sigmas only: snapped onto the model's grid when used
+        return
+    if schedule.grid is not None and len(schedule.grid) != len(model.fm_steps):
+        raise ValueError(f"schedule {name} was searched on a {len(schedule.grid) - 1}-step grid; "
+                         f"use --teacher-steps {len(schedule.grid) - 1}")
+    grid = schedule.metadata.get("grid") or {}
     try:
-        return Schedule.load(path)
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not a schedule file ({type(err).__name__})") from None
+        schedule_steps(schedule, torch.as_tensor(model.fm_steps, dtype=torch.float64).cpu())
+    except ValueError:
+        hint = f"; use --shift {grid['shift']:g}" if grid.get("kind") == "shifted" else ""
+        raise ValueError(f"schedule {name} was made on another grid than --model's ({grid.get('kind', 'custom')} "
+                         f"grid){hint}") from None
+    made_for, given = schedule.metadata.get("model"), getattr(model, "name", None)
+    if made_for and given and made_for.split("(")[0] != given.split("(")[0]:
+        raise ValueError(f"schedule {name} was searched for model {made_for.split('(')[0]}, not {given.split('(')[0]}")
 
 
 def _default_device() -> str:
@@ -161,20 +247,20 @@ def parser() -> argparse.ArgumentParser:
     def model_options(q, teacher_steps=100):
         q.add_argument("--model", default=DEFAULT_MODEL,
                        help=f"a bundled model ({', '.join(BUNDLED)}) or module:factory (default {DEFAULT_MODEL})")
-        q.add_argument("--teacher-steps", type=int, default=teacher_steps, help="N, the model's grid")
-        q.add_argument("--shift", type=float, default=1.0, help="grid shift a: s' = a s / (1 + (a - 1) s)")
+        q.add_argument("--teacher-steps", type=positive_int, default=teacher_steps, help="N, the model's grid")
+        q.add_argument("--shift", type=positive_float, default=1.0, help="grid shift a: s' = a s / (1 + (a - 1) s)")
         q.add_argument("--no-progress", action="store_true", help="no progress bars")
         q.add_argument("--device", default=_default_device(), help="cpu or cuda (default: cuda if available)")
 
     s = sub.add_parser("search", help="search a schedule, save it, compare it with uniform steps")
     model_options(s)
-    s.add_argument("--student-steps", type=int, default=10, help="K, the student's steps (default 10)")
-    s.add_argument("--mode", choices=["exact", "compat", "teacher"], help="default: oss_fast.search's")
+    s.add_argument("--student-steps", type=positive_int, default=10, help="K, the student's steps (default 10)")
+    s.add_argument("--mode", choices=["auto", "exact", "compat", "teacher"], help="default: oss_fast.search's")
     s.add_argument("--aggregate", choices=["median", "joint", "per_sample"], help="default: oss_fast.search's")
-    s.add_argument("--samples", type=int, default=32, help="noises searched on (default 32)")
+    s.add_argument("--samples", type=positive_int, default=32, help="noises searched on (default 32)")
     s.add_argument("--seed", type=int, default=0, help="seed of the search noises (held-out: seed + 1000)")
-    s.add_argument("--eval-samples", type=int, default=64, help="held-out noises of the comparison")
-    s.add_argument("--max-batch", type=int, default=None, help="rows per model call")
+    s.add_argument("--eval-samples", type=positive_int, default=64, help="held-out noises of the comparison")
+    s.add_argument("--max-batch", type=positive_int, default=None, help="rows per model call")
     s.add_argument("--out", help="output folder (default under ./oss_fast_out)")
     s.add_argument("--no-compare", action="store_true", help="only search and save")
     s.add_argument("--checkpoint", help="write the search state here after each level")
@@ -184,7 +270,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="schedules against the teacher, uniform and shifted steps")
     model_options(c)
     c.add_argument("schedules", nargs="+", help="schedule JSON files")
-    c.add_argument("--samples", type=int, default=64, help="held-out noises")
+    c.add_argument("--samples", type=positive_int, default=64, help="held-out noises")
     c.add_argument("--seed", type=int, default=1000)
     c.add_argument("--out", help="output folder (default ./oss_fast_out/compare)")
     c.set_defaults(run=cmd_compare)
@@ -192,17 +278,17 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("sample", help="sample along a saved schedule")
     model_options(m)
     m.add_argument("--schedule", required=True, help="schedule JSON file")
-    m.add_argument("--samples", type=int, default=16)
+    m.add_argument("--samples", type=positive_int, default=16)
     m.add_argument("--seed", type=int, default=1000)
     m.add_argument("--out", help="output folder (default ./oss_fast_out/samples)")
     m.set_defaults(run=cmd_sample)
 
     q = sub.add_parser("quality", help="the quality table of every mode on the bundled models")
     q.add_argument("--models", nargs="+", default=list(BUNDLED), choices=list(BUNDLED))
-    q.add_argument("--teacher-steps", type=int, default=100)
-    q.add_argument("--ks", type=int, nargs="+", default=[5, 10])
-    q.add_argument("--search-samples", type=int, default=32)
-    q.add_argument("--eval-samples", type=int, default=64)
+    q.add_argument("--teacher-steps", type=positive_int, default=100)
+    q.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10])
+    q.add_argument("--search-samples", type=positive_int, default=32)
+    q.add_argument("--eval-samples", type=positive_int, default=64)
     q.add_argument("--out", help="also write the table to this file")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(run=cmd_quality)
@@ -213,14 +299,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    if os.getcwd() not in sys.path:  # module:factory finds modules of the current folder, as python -m does
+        sys.path.insert(0, os.getcwd())
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"oss-fast: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+    except (ValueError, TypeError, FloatingPointError, OSError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"oss-fast: error: {as_typed(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("oss-fast: interrupted", file=sys.stderr)
+        resume = (f"; resume with --checkpoint {args.checkpoint} --resume"
+                  if getattr(args, "checkpoint", None) else "")
+        print(f"oss-fast: interrupted{resume}", file=sys.stderr)
         return 130
 
 

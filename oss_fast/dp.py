@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _C
+from .native import backend, buffer
 
 MODES = {"compat": 0, "exact": 1}
 OBJECTIVES = {"sum": 0, "max": 1}
@@ -36,15 +36,6 @@ def _shape(name: str, t: torch.Tensor, shape: tuple):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
 
 
-def _backend(device: torch.device):
-    """The csrc module for a device, and the trailing stream argument its functions take."""
-    if device.type == "cpu":
-        return _C.cpu, ()
-    if not hasattr(_C, "cuda"):
-        raise ValueError("tensors are on CUDA but oss_fast was built without CUDA (see oss_fast.build_info())")
-    return _C.cuda, (torch.cuda.current_stream(device).cuda_stream,)
-
-
 def _mode(mode: str) -> int:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -61,10 +52,10 @@ def reduce_candidates(costs: torch.Tensor, cand: torch.Tensor):
     _check("cand", cand, torch.int64, 2, costs.device)
     G, M, J = costs.shape
     _shape("cand", cand, (G, M))
-    mod, stream = _backend(costs.device)
+    mod, stream = backend(costs.device)
     mn = torch.empty((G, J), dtype=torch.float64, device=costs.device)
     arg = torch.empty((G, J), dtype=torch.int64, device=costs.device)
-    mod.reduce_candidates(costs.data_ptr(), cand.data_ptr(), G, M, J, mn.data_ptr(), arg.data_ptr(), *stream)
+    mod.reduce_candidates(buffer(costs), buffer(cand), G, M, J, buffer(mn), buffer(arg), *stream)
     return mn, arg
 
 
@@ -90,10 +81,10 @@ def level_update(mode: str, best: torch.Tensor, from_: torch.Tensor, level: int,
     if costs.shape[0] != G or costs.shape[2] != J:
         raise ValueError(f"costs must have shape ({G}, M, {J}), got {tuple(costs.shape)}")
     min_cost, argmin = reduce_candidates(costs, cand)
-    mod, stream = _backend(device)
+    mod, stream = backend(device)
     improved = torch.empty((G, J), dtype=torch.uint8, device=device)
-    mod.level_update(m, min_cost.data_ptr(), argmin.data_ptr(), best.data_ptr(), from_.data_ptr(),
-                     improved.data_ptr(), G, J, K, level, *stream)
+    mod.level_update(m, buffer(min_cost), buffer(argmin), buffer(best), buffer(from_),
+                     buffer(improved), G, J, K, level, *stream)
     return improved.bool()
 
 
@@ -103,9 +94,9 @@ def traceback(from_: torch.Tensor) -> torch.Tensor:
     G, K1, J = from_.shape
     if K1 < 2:
         raise ValueError(f"from_ must have K+1 >= 2 rows per group, got shape {tuple(from_.shape)}")
-    mod, stream = _backend(from_.device)
+    mod, stream = backend(from_.device)
     path = torch.empty((G, K1 - 1), dtype=torch.int64, device=from_.device)
-    mod.traceback(from_.data_ptr(), G, K1 - 1, J, path.data_ptr(), *stream)
+    mod.traceback(buffer(from_), G, K1 - 1, J, buffer(path), *stream)
     return path
 
 
@@ -124,10 +115,10 @@ def kstep_path(cost: torch.Tensor, K: int, objective: str = "sum"):
         raise ValueError(f"cost must have shape (G, N+1, N+1) with N >= 1, got {tuple(cost.shape)}")
     if not isinstance(K, int) or not 1 <= K <= J - 1:
         raise ValueError(f"K must be an int in [1, N={J - 1}], got {K!r}")
-    mod, stream = _backend(cost.device)
+    mod, stream = backend(cost.device)
     path = torch.empty((G, K), dtype=torch.int64, device=cost.device)
     value = torch.empty((G,), dtype=torch.float64, device=cost.device)
-    mod.kstep_path(cost.data_ptr(), G, J, K, OBJECTIVES[objective], path.data_ptr(), value.data_ptr(), *stream)
+    mod.kstep_path(buffer(cost), G, J, K, OBJECTIVES[objective], buffer(path), buffer(value), *stream)
     if bool((path < 0).any()):
         raise ValueError("cost has no path of K finite-cost jumps from N to 0")
     return path, value
@@ -139,7 +130,7 @@ def median_steps(steps: torch.Tensor) -> torch.Tensor:
     S, K = steps.shape
     if S < 1 or K < 1:
         raise ValueError(f"steps must have at least one row and one column, got shape {tuple(steps.shape)}")
-    mod, stream = _backend(steps.device)
+    mod, stream = backend(steps.device)
     out = torch.empty((K,), dtype=torch.int64, device=steps.device)
-    mod.median_steps(steps.data_ptr(), S, K, out.data_ptr(), *stream)
+    mod.median_steps(buffer(steps), S, K, buffer(out), *stream)
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .api import sample
+from .api import sample, schedule_steps
 from .grid import shifted_steps, uniform_steps
 from .schedule import Schedule
 from .zoo import noises
@@ -141,8 +141,11 @@ def step_counts(K: int) -> list[int]:
 
 
 def steps_on(schedule: Schedule, grid) -> list[int]:
-    """A schedule's grid indices on the model's grid (snapped when it has none)."""
-    return schedule.indices if schedule.indices is not None else schedule.snap(grid).indices
+    """A schedule's grid indices on the model's grid (checked to be that grid), or its sigmas
+    snapped onto the grid when it has no indices."""
+    if schedule.indices is None:
+        return schedule.snap(grid).indices
+    return schedule_steps(schedule, torch.as_tensor(grid, dtype=torch.float64).cpu())
 
 
 @torch.no_grad()

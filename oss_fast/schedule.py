@@ -36,10 +36,37 @@ FORMAT = "oss_fast.schedule/1"
 PARAMETERIZATIONS = ("flow", "ddpm")
 
 
-def _floats(values) -> list[float]:
+def _floats(values, name: str = "values") -> list[float]:
+    """A sequence of finite real numbers as floats; ValueError naming the field otherwise."""
     if isinstance(values, (torch.Tensor, np.ndarray)):
-        return [float(v) for v in values.reshape(-1).tolist()]
-    return [float(v) for v in values]
+        values = values.reshape(-1).tolist()
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a list of numbers, got {type(values).__name__}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{name} must hold numbers, got {type(v).__name__}")
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be finite, got {v}")
+        out.append(float(v))
+    return out
+
+
+def _indices(values, K: int, grid_len: int | None) -> list[int]:
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"indices must be a list of ints, got {type(values).__name__}")
+    values = list(values)
+    if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in values):
+        raise ValueError(f"indices must be ints, got {values}")
+    indices = [int(i) for i in values]
+    if len(indices) != K:
+        raise ValueError(f"{K} steps need {K} indices, got {len(indices)}")
+    high = grid_len - 1 if grid_len is not None else None
+    if any(i < 1 or (high is not None and i > high) for i in indices) or any(b <= a for a, b in
+                                                                                zip(indices, indices[1:])):
+        bound = f"[1, {high}]" if high is not None else ">= 1"
+        raise ValueError(f"indices must be ascending grid indices in {bound}, got {indices}")
+    return indices
 
 
 class Schedule:
@@ -54,25 +81,34 @@ class Schedule:
 
     def __init__(self, sigmas, indices=None, grid=None, timesteps=None, parameterization: str = "flow",
                  metadata: dict | None = None):
-        sigmas = _floats(sigmas)
+        sigmas = _floats(sigmas, "sigmas")
         if len(sigmas) < 2 or sigmas[-1] != 0.0:
             raise ValueError(f"sigmas must hold K + 1 >= 2 values ending at 0, got {sigmas}")
         if any(b >= a for a, b in zip(sigmas, sigmas[1:])):
             raise ValueError(f"sigmas must be strictly decreasing, got {sigmas}")
+        if sigmas[0] > 1:
+            raise ValueError(f"sigmas are flow times in [0, 1], got {sigmas[0]}")
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
         K = len(sigmas) - 1
+        if grid is not None:
+            grid = _floats(grid, "grid")
+            if len(grid) < 2 or grid[0] != 0 or any(b <= a for a, b in zip(grid, grid[1:])):
+                raise ValueError("grid must be strictly increasing flow times starting at 0")
         if indices is not None:
-            indices = [int(i) for i in indices]
-            if len(indices) != K:
-                raise ValueError(f"{K} steps need {K} indices, got {len(indices)}")
+            indices = _indices(indices, K, None if grid is None else len(grid))
+            if grid is not None and any(abs(grid[i] - s) > 1e-9 * max(1.0, abs(s))
+                                        for i, s in zip(reversed(indices), sigmas)):
+                raise ValueError("indices disagree with the sigmas: grid[indices] must be the sigmas")
         if timesteps is not None:
-            timesteps = _floats(timesteps)
+            timesteps = _floats(timesteps, "timesteps")
             if len(timesteps) != K:
                 raise ValueError(f"{K} steps need {K} timesteps, got {len(timesteps)}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.sigmas = sigmas
         self.indices = indices
-        self.grid = None if grid is None else _floats(grid)
+        self.grid = grid
         self.timesteps = timesteps
         self.parameterization = parameterization
         self.metadata = dict(metadata or {})
@@ -167,12 +203,32 @@ class Schedule:
 
     @classmethod
     def load(cls, path) -> "Schedule":
-        with open(path) as f:
-            data = json.load(f)
+        """A schedule from JSON, validated field by field: ValueError naming what is wrong."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise ValueError(f"{path} is not a schedule file (nested too deeply)") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a schedule file (not UTF-8 text)") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not a schedule file (invalid JSON: {err.msg}, line {err.lineno})") from None
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a schedule file (top level is {type(data).__name__}, not an object)")
         if data.get("format") != FORMAT:
             raise ValueError(f"{path} is not an oss_fast schedule (format {data.get('format')!r})")
-        return cls(data["sigmas"], data.get("indices"), data.get("grid"), data.get("timesteps"),
-                   data.get("parameterization", "flow"), data.get("metadata"))
+        unknown = set(data) - {"format", "indices", "sigmas", "timesteps", "grid", "parameterization", "metadata"}
+        if unknown:
+            raise ValueError(f"{path}: unknown field {sorted(unknown)[0]!r}")
+        if "sigmas" not in data:
+            raise ValueError(f"{path}: the field 'sigmas' is missing")
+        try:
+            return cls(data["sigmas"], data.get("indices"), data.get("grid"), data.get("timesteps"),
+                       data.get("parameterization", "flow"), data.get("metadata"))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     # ------------------------------------------------------------------ diffusers
     def scheduler_arguments(self, scheduler, mu: float | None = None) -> dict:
@@ -247,3 +303,7 @@ class Schedule:
             yield scheduler
         finally:
             del scheduler.set_timesteps  # back to the class's method
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"NaN and Infinity are not schedule values (found {name})")

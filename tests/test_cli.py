@@ -64,11 +64,23 @@ def test_info_prints_build_info():
     (["search", "--model", "nope"], "unknown model 'nope'"),
     (["search", "--model", "no_such_module:make"], "cannot import 'no_such_module'"),
     (["search", "--model", "json:nothing_here"], "has no factory"),
-    (["search", *SMALL, "--student-steps", "0"], "student_steps"),
-    (["search", *SMALL, "--student-steps", "25", "--mode", "exact"], "student_steps"),
+    (["search", *SMALL, "--student-steps", "0"], "argument --student-steps: must be >= 1, got 0"),
+    (["search", *SMALL, "--student-steps", "25", "--mode", "exact"], "--student-steps (25) must not exceed --teacher-steps"),
+    (["search", *SMALL, "--student-steps", "20", "--mode", "compat"],
+     "--student-steps (20) must be below --teacher-steps (20) in --mode compat"),
     (["compare", *SMALL, "/no/such/file.json"], "cannot read schedule file"),
     (["sample", *SMALL, "--schedule", __file__], "is not a schedule file"),
-    (["search", "--student-steps", "many"], "invalid int value"),
+    (["search", "--student-steps", "many"], "argument --student-steps: must be a whole number >= 1, got 'many'"),
+    (["search", "--teacher-steps", "0"], "argument --teacher-steps: must be >= 1, got 0"),
+    (["search", "--samples", "-3"], "argument --samples: must be >= 1, got -3"),
+    (["search", "--shift", "nan"], "argument --shift: must be a finite number > 0"),
+    (["search", "--student-step", "3"], "unrecognized arguments: --student-step"),
+    (["search", *SMALL, "--device", "nope"], "--device 'nope' is not a device"),
+    (["search", *SMALL, "--device", "cuda:7"], "--device cuda:7: no such CUDA GPU"),
+    (["search", *SMALL, "--out", __file__], "exists and is not a folder"),
+    (["search", *SMALL, "--checkpoint", "/no/such/dir/x.ckpt"], "checkpoint folder /no/such/dir does not exist"),
+    (["search", *SMALL, "--resume"], "--resume needs --checkpoint"),
+    (["search", *SMALL, "--mode", "auto", "--aggregate", "joint"], "--mode auto chooses its aggregation itself"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_on_stderr_with_exit_2(args, message):
@@ -76,6 +88,82 @@ def test_bad_input_is_one_line_on_stderr_with_exit_2(args, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+FACTORIES = """
+import time
+from oss_fast.zoo import GaussianMixtureFlow
+
+def working(teacher_steps):
+    return GaussianMixtureFlow(shape=(2, 4, 4), teacher_steps=teacher_steps)
+
+def needs_more(size):
+    return working(10)
+
+def raises():
+    raise RuntimeError("weights not found")
+
+class Slow(GaussianMixtureFlow):
+    def __call__(self, *args):
+        time.sleep(0.05)
+        return super().__call__(*args)
+
+def slow(teacher_steps):
+    return Slow(shape=(2, 4, 4), teacher_steps=teacher_steps)
+"""
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("factories:needs_more", "factories:needs_more cannot be called with no arguments"),
+    ("factories:raises", "factories:raises raised RuntimeError: weights not found"),
+    ("broken:make", "cannot import 'broken' for model broken:make: SyntaxError"),
+])
+def test_factory_mistakes_are_one_line(tmp_path, spec, message):
+    (tmp_path / "factories.py").write_text(FACTORIES)
+    (tmp_path / "broken.py").write_text("def make(:\n")
+    result = run("search", "--model", spec, "--no-progress", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"oss-fast: error: {message}"] or message in result.stderr
+
+
+def test_a_factory_in_the_current_folder_is_found_and_mode_auto_is_accepted(tmp_path):
+    (tmp_path / "factories.py").write_text(FACTORIES)
+    result = run("search", "--model", "factories:working", "--teacher-steps", "12", "--student-steps", "3",
+                 "--samples", "2", "--mode", "auto", "--no-compare", "--no-progress", "--out", str(tmp_path / "o"),
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(Schedule.load(tmp_path / "o" / "schedule.json")) == 3
+
+
+def test_sample_refuses_a_schedule_of_another_grid(tmp_path):
+    out = tmp_path / "run"
+    assert run("search", *SMALL, "--student-steps", "3", "--samples", "2", "--no-compare", "--out", str(out)).returncode == 0
+    schedule = str(out / "schedule.json")
+    other_n = run("sample", "--model", "gaussian_mixture", "--teacher-steps", "30", "--schedule", schedule)
+    assert other_n.returncode == 2 and "use --teacher-steps 20" in other_n.stderr
+    other_shift = run("sample", *SMALL, "--shift", "3", "--schedule", schedule)
+    assert other_shift.returncode == 2 and "made on another grid than --model's" in other_shift.stderr
+    other_model = run("sample", "--model", "digits", "--teacher-steps", "20", "--schedule", schedule)
+    assert other_model.returncode == 2 and "searched for model gaussian_mixture, not digits" in other_model.stderr
+
+
+def test_ctrl_c_is_one_line_with_how_to_resume(tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "factories.py").write_text(FACTORIES)
+    proc = subprocess.Popen([sys.executable, "-m", "oss_fast", "search", "--model", "factories:slow",
+                             "--teacher-steps", "40", "--mode", "exact", "--no-progress", "--checkpoint",
+                             str(tmp_path / "c.ckpt"), "--out", str(tmp_path / "o")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "c.ckpt").exists() and time.time() < deadline:  # the teacher rollout is done
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines() == [f"oss-fast: interrupted; resume with --checkpoint {tmp_path / 'c.ckpt'} --resume"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_torchrun_shares_a_search_between_two_ranks(tmp_path):

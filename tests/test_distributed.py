@@ -99,6 +99,92 @@ def test_checkpoint_from_other_inputs_is_refused(tmp_path):
     assert search("exact", "per_sample", checkpoint=path).steps == search("exact", "per_sample").steps
 
 
+def edited(path, **changes):
+    """Rewrites a checkpoint with changed entries; with checksum=True the checksum is recomputed (an
+    edit by someone who knows the format), else the old one is kept."""
+    from oss_fast.engine.checkpoint import _digest
+
+    state = torch.load(path, weights_only=True)
+    rehash = changes.pop("checksum", False)
+    for key, change in changes.items():
+        state[key] = change(state[key]) if callable(change) else change
+    if rehash:
+        state["checksum"] = _digest({k: v for k, v in state.items() if k != "checksum"})
+    torch.save(state, path)
+
+
+def interrupted_checkpoint(tmp_path, mode="compat"):
+    """A checkpoint after level 2 of a search."""
+    model, z, cond = problem()
+    fresh = search(mode, "per_sample")
+    calls = 24 + sum(-(-r // 5) for r in fresh.stats.rows_per_level[:2])
+    path = tmp_path / "search.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        oss_fast.search(Bomb(model, calls), z, cond, student_steps=4, mode=mode, aggregate="per_sample",
+                        max_batch=5, progress=False, checkpoint=path)
+    return path
+
+
+@pytest.mark.parametrize("damage,message", [
+    (dict(level=lambda v: v + 1), "checksum does not match"),  # edited, fingerprint kept
+    (dict(level=7, checksum=True), r"level must be an int in \[1, 4\]"),
+    (dict(level=True, checksum=True), "level must be an int"),
+    (dict(from_=lambda f: f.fill_(7), checksum=True), "predecessor is not a larger grid index"),
+    (dict(from_=lambda f: f.fill_(-1), checksum=True), "predecessor lies outside the grid"),
+    (dict(from_=lambda f: f + 100, checksum=True), "predecessor lies outside the grid"),
+    (dict(state=lambda s: s.fill_(float("nan")), checksum=True), "state holds NaN or inf"),
+    (dict(best=lambda b: b.fill_(-1.0), checksum=True), "best costs must be >= 0"),
+    (dict(best=lambda b: b[:, :3], checksum=True), r"best must be torch.float64 \(3, 25\)"),
+    (dict(T=lambda x: x.double(), checksum=True), "T must be torch.float32"),
+    (dict(phase="later", checksum=True), "unknown phase"),
+])
+def test_a_damaged_or_edited_checkpoint_is_refused(tmp_path, damage, message):
+    path = interrupted_checkpoint(tmp_path)
+    edited(path, **damage)
+    with pytest.raises(ValueError, match=message):
+        search("compat", "per_sample", checkpoint=path, resume=True)
+
+
+def test_a_flipped_byte_or_a_foreign_file_is_refused(tmp_path):
+    path = interrupted_checkpoint(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checkpoint .* (is unreadable|is damaged)"):
+        search("compat", "per_sample", checkpoint=path, resume=True)
+    torch.save([1, 2, 3], path)
+    with pytest.raises(ValueError, match="not an oss_fast checkpoint"):
+        search("compat", "per_sample", checkpoint=path, resume=True)
+    path.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="is unreadable"):
+        search("compat", "per_sample", checkpoint=path, resume=True)
+
+
+def test_checkpoints_are_not_written_through_links_and_leave_no_temporary_files(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    path = tmp_path / "search.ckpt"
+    # a planted link at the old temporary name, and one at a guessable unique-looking name
+    os.symlink(victim, tmp_path / "search.ckpt.tmp")
+    interrupted_checkpoint(tmp_path)  # Ctrl-C (KeyboardInterrupt) during the search
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["search.ckpt", "search.ckpt.tmp", "victim.txt"]
+    assert os.path.islink(tmp_path / "search.ckpt.tmp") and not os.path.islink(path)
+
+
+def test_an_interrupted_save_removes_its_temporary_file(tmp_path, monkeypatch):
+    from oss_fast.engine import checkpoint as ckpt
+
+    def interrupted_save(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        search("compat", "per_sample", checkpoint=tmp_path / "search.ckpt")
+    assert list(tmp_path.iterdir()) == []
+
+
 class OutOfMemoryAbove:
     """Raises CUDA's out-of-memory error for calls of more than `rows` rows."""
 

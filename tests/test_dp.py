@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import oss_fast
 from oss_fast import _C, dp
 from oss_fast import reference as ref
 
@@ -201,19 +202,51 @@ def test_front_rejects_bad_inputs_naming_the_argument(call, argument):
         call()
 
 
+def cap(t):
+    return torch.utils.dlpack.to_dlpack(t)
+
+
+HUGE = 2**31 - 1
+
+
 @pytest.mark.parametrize("call,argument", [
-    (lambda: _C.cpu.reduce_candidates(0, 0, 1, 1, 3, 0, 0), "costs"),
-    (lambda: _C.cpu.reduce_candidates(0, 0, 1, -1, 3, 0, 0), "M"),
-    (lambda: _C.cpu.level_update(5, 0, 0, 0, 0, 0, 1, 3, 2, 0), "mode"),
-    (lambda: _C.cpu.level_update(0, 0, 0, 0, 0, 0, 1, 3, 2, 2), "k"),
-    (lambda: _C.cpu.traceback(0, 1, 0, 3, 0), "K"),
-    (lambda: _C.cpu.kstep_path(0, 1, 3, 1, 7, 0, 0), "objective"),
-    (lambda: _C.cpu.kstep_path(0, 1, 3, 3, 0, 0, 0), "K"),
-    (lambda: _C.cpu.median_steps(0, 2, 2, 0), "steps"),
+    # bare addresses (the mistake of passing data_ptr()s) are refused, never read
+    (lambda: _C.cpu.reduce_candidates(8, 8, 1, 1, 1, 8, 8), "costs must be a DLPack capsule"),
+    (lambda: _C.cpu.reduce_candidates(cap(f64(1, 1, 3)), cap(i64(1, 1)), 1, -1, 3, cap(f64(1, 3)), cap(i64(1, 3))),
+     "M must be >= 0"),
+    # huge sizes on small tensors
+    (lambda: _C.cpu.reduce_candidates(cap(f64(1, 1, 3)), cap(i64(1, 1)), HUGE, HUGE, HUGE, cap(f64(1, 3)),
+                                      cap(i64(1, 3))), "costs: its sizes overflow"),
+    (lambda: _C.cpu.reduce_candidates(cap(f64(1, 1, 3)), cap(i64(1, 1)), 1, 1, HUGE, cap(f64(1, 3)), cap(i64(1, 3))),
+     "costs holds 3 elements but the sizes given need"),
+    # wrong dtype or layout behind the right sizes
+    (lambda: _C.cpu.reduce_candidates(cap(f64(1, 1, 3).float()), cap(i64(1, 1)), 1, 1, 3, cap(f64(1, 3)),
+                                      cap(i64(1, 3))), "costs has the wrong dtype"),
+    (lambda: _C.cpu.reduce_candidates(cap(f64(1, 2, 4)[:, :, ::2]), cap(i64(1, 2)), 1, 2, 2, cap(f64(1, 2)),
+                                      cap(i64(1, 2))), "costs must be contiguous"),
+    (lambda: _C.cpu.level_update(5, *(cap(x) for x in (f64(1, 3), i64(1, 3), f64(1, 3), i64(1, 3, 3))),
+                                 cap(torch.zeros(1, 3, dtype=torch.uint8)), 1, 3, 2, 0), "mode"),
+    (lambda: _C.cpu.level_update(0, *(cap(x) for x in (f64(1, 3), i64(1, 3), f64(1, 3), i64(1, 3, 3))),
+                                 cap(torch.zeros(1, 3, dtype=torch.uint8)), 1, 3, 2, 2), "k"),
+    (lambda: _C.cpu.traceback(cap(i64(1, 3, 3)), 1, 0, 3, cap(i64(1, 1))), "K must be >= 1"),
+    (lambda: _C.cpu.traceback(cap(i64(1, 3, 3)), 1, 2**40, 3, cap(i64(1, 2))), "from"),  # oversized trace-back
+    (lambda: _C.cpu.kstep_path(cap(f64(1, 3, 3)), 1, 3, 1, 7, cap(i64(1, 1)), cap(f64(1))), "objective"),
+    (lambda: _C.cpu.kstep_path(cap(f64(1, 3, 3)), 1, 3, 3, 0, cap(i64(1, 3)), cap(f64(1))), "K"),
+    (lambda: _C.cpu.kstep_path(cap(f64(1, 3, 3)), 1, HUGE, 2, 0, cap(i64(1, 2)), cap(f64(1))), "cost"),
+    (lambda: _C.cpu.median_steps(cap(i64(2, 2)), HUGE, 2, cap(i64(2))), "steps"),
 ])
 def test_csrc_entry_points_reject_bad_inputs(call, argument):
     with pytest.raises(ValueError, match=argument):
         call()
+
+
+@pytest.mark.parametrize("values", [[2**63 - 1, 2**63 - 1], [-2**63, -2**63], [2**63 - 1, 2**63 - 3],
+                                    [-2**63, 2**63 - 1], [-3, 4]])
+def test_median_midpoint_does_not_overflow(values):
+    # the cal_medium rule (a + b) // 2 on Python's unbounded ints is the oracle
+    steps = torch.tensor([[v] for v in values], dtype=torch.int64)
+    assert dp.median_steps(steps).tolist() == [sum(values) // 2]
+    assert oss_fast.cal_medium([[v] for v in values]) == ref.median([[v] for v in values]) == [sum(values) // 2]
 
 
 # ----------------------------------------------------------------------------- CUDA twin

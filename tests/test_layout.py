@@ -1,7 +1,7 @@
 """The layering rule of DESIGN §4: imports only point down, lazy ones (inside functions) included.
 
     cli → quality → report → public API (dropin, package __init__, api) → engine, zoo,
-    integrations → models, schedule, solvers → ops, dp, grid → csrc (_C), _version
+    integrations → models, schedule, solvers → ops, dp, grid → native → csrc (_C), _version
 
 A module may import modules of a lower layer and, within its own subpackage (engine/, models/,
 ops/, zoo/), its siblings. reference.py imports nothing of ours.
@@ -16,11 +16,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "oss_fast"
 
 LAYERS = {  # top-level module or subpackage -> layer (higher may import lower)
     "_C": 0, "_version": 0,
-    "grid": 1, "ops": 1, "dp": 1,
-    "models": 2, "schedule": 2, "solvers": 2,
-    "engine": 3, "zoo": 3, "integrations": 3,
-    "api": 4, "dropin": 5, "__init__": 6,
-    "report": 7, "quality": 8, "cli": 9, "__main__": 10,
+    "native": 1,
+    "grid": 2, "ops": 2, "dp": 2,
+    "models": 3, "schedule": 3, "solvers": 3,
+    "engine": 4, "zoo": 4, "integrations": 4,
+    "api": 5, "dropin": 6, "__init__": 7,
+    "report": 8, "quality": 9, "cli": 10, "__main__": 11,
 }
 
 

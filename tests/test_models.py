@@ -13,6 +13,7 @@ from diffusers import WanTransformer3DModel
 import oss_fast
 from oss_fast import reference as ref
 from oss_fast.models import DiTWrapper, FlowMatchWrapper, FluxWrapper, OpenSoraWrapper, RespacedDDPM, WanWrapper
+from oss_fast.models.base import half_dtype
 from oss_fast.models.flux import flux_inputs, flux_timesteps
 from oss_fast.models.opensora import rflow_timesteps
 from oss_fast.models.wan import wan_sigmas
@@ -369,3 +370,45 @@ def test_regional_compilation_compiles_the_blocks_in_place(monkeypatch):
     plain = WithBlocks()
     maybe_compile_blocks(plain, True)
     assert all(block._compiled_call_impl is None for block in plain.blocks)
+
+
+# ----------------------------------------------------------------------------- half-precision networks
+
+def half_case(name):
+    """A case whose network runs in bfloat16 (as diffusers' examples load them) on float32 latents."""
+    wrapper, z, cond, kwargs = make_case(name)
+    net = {"dit-diffusers": lambda w: w.model.transformer, "flux": lambda w: w.model,
+           "wan-diffusers": lambda w: w.model}[name](wrapper)
+    reference = {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                 for k, v in kwargs.items()}
+    net.to(torch.bfloat16)
+    wrapper.half = half_dtype(wrapper.model)  # what the constructor reads from a bfloat16 network
+    assert wrapper.half == torch.bfloat16
+    return wrapper, z.float(), cond.float() if isinstance(cond, torch.Tensor) and cond.is_floating_point() else cond, \
+        reference
+
+
+@pytest.mark.parametrize("name", ["dit-diffusers", "flux", "wan-diffusers"])
+def test_half_precision_networks_search_and_sample(name):
+    full, z64, cond64, kwargs64 = make_case(name)
+    wrapper, z, cond, kwargs = half_case(name)
+    grid = torch.tensor([N, 3])
+    with torch.no_grad():
+        v = wrapper(z, grid, cond, kwargs)
+        exact = full(z64, grid, cond64, kwargs64)
+    assert v.dtype == torch.float32  # the latent's dtype: costs are computed from it
+    assert float((v.double() - exact).norm() / exact.norm()) < 0.05  # bfloat16 rounding, not garbage
+    res = oss_fast.search(wrapper, z, cond, student_steps=3, mode="exact", aggregate="per_sample", model_kwargs=kwargs,
+                          progress=False)
+    assert all(len(p) == 3 and p == sorted(set(p)) for p in res.steps)
+    x = oss_fast.sample(wrapper, z, res.steps[0], cond, model_kwargs=kwargs)
+    assert x.dtype == torch.float32 and torch.isfinite(x).all()
+
+
+def test_half_dtype_is_read_from_the_network():
+    net = tiny_dit(torch.float32)
+    assert half_dtype(net) is None
+    assert half_dtype(net.to(torch.bfloat16)) == torch.bfloat16
+    assert half_dtype(net.forward) == torch.bfloat16  # a bound forward, as the published DiT wrapper gets
+    assert DiTWrapper.from_diffusers(net, DDPMScheduler(), 8).half == torch.bfloat16
+    assert half_dtype(lambda x: x) is None

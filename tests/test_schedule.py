@@ -168,3 +168,56 @@ def test_dit_pipeline_samples_at_the_schedule_inside_applied():
     s = np.array(schedule.sigmas)
     np.testing.assert_allclose(pipe.scheduler.sigmas.numpy(), s / (1 - s), rtol=2e-6)
     assert math.isclose(float(pipe.scheduler.sigmas[-1]), 0.0)
+
+
+GOOD = {"format": "oss_fast.schedule/1", "indices": [1, 3], "sigmas": [0.75, 0.25, 0.0],
+        "grid": [0.0, 0.25, 0.5, 0.75, 1.0], "timesteps": None, "parameterization": "flow", "metadata": {}}
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"format": "oss_fast.schedule/1", "sigmas": [NaN, 0.0]}', "NaN and Infinity are not schedule values"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": [Infinity, 0.0]}', "NaN and Infinity"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": [1e400, 0.0]}', "sigmas must be finite"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": [2.0, 0.0]}', r"flow times in \[0, 1\]"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": [0.5, -0.1, 0.0]}', "strictly decreasing"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": ["a", 0.0]}', "sigmas must hold numbers"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": 0.5}', "sigmas must be a list of numbers"),
+    ('{"format": "oss_fast.schedule/1"}', "the field 'sigmas' is missing"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": [0.5, 0.0], "extra": 1}', "unknown field 'extra'"),
+    ('[1, 2]', "top level is list"),
+    ('null', "top level is NoneType"),
+    ('{"format": "something/2", "sigmas": [0.5, 0.0]}', "not an oss_fast schedule"),
+    ('{"sigmas": ' + '[' * 100000 + ']' * 100000 + '}', "nested too deeply|not a schedule file"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": [0.5, 0.0], "metadata": [1]}', "metadata must be a dict"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": [0.5, 0.0], "parameterization": "vp"}', "parameterization"),
+    ('{"format": "oss_fast.schedule/1", "sigmas": [0.5, 0.0], "timesteps": [1, 2]}', "1 steps need 1 timesteps"),
+    ("{'format': 1}", "invalid JSON"),
+])
+def test_load_refuses_malformed_files_naming_the_field(tmp_path, text, message):
+    path = tmp_path / "s.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        Schedule.load(path)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("indices", [3, 1], "ascending grid indices"),
+    ("indices", [0, 3], r"ascending grid indices in \[1, 4\]"),
+    ("indices", [1, 10**30], r"ascending grid indices in \[1, 4\]"),
+    ("indices", [-1, 3], "ascending grid indices"),
+    ("indices", [1.0, 3.0], "indices must be ints"),
+    ("indices", [True, 3], "indices must be ints"),
+    ("indices", [1, 2], "indices disagree with the sigmas"),
+    ("indices", [1, 2, 3], "2 steps need 2 indices"),
+    ("grid", [0.0, 0.5, 0.4, 1.0], "grid must be strictly increasing"),
+    ("grid", [0.1, 0.25, 0.5, 0.75, 1.0], "starting at 0"),
+])
+def test_load_checks_indices_and_grid(tmp_path, field, value, message):
+    import json
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(dict(GOOD, **{field: value})))
+    with pytest.raises(ValueError, match=message):
+        Schedule.load(path)
+    path.write_text(json.dumps(GOOD))
+    assert Schedule.load(path).indices == [1, 3]

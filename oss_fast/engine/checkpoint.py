@@ -1,17 +1,26 @@
-"""Search checkpoints: the whole state after the teacher rollout and after each level, written
-atomically (a temporary file renamed over the old one), refused when it comes from other inputs.
+"""Search checkpoints: the whole state after the teacher rollout and after each level.
 
-A checkpoint carries a fingerprint of everything that determines the result: the noises, the
-conditioning and model kwargs, the grid, the options, and the model's name or type (not its
-weights: a changed checkpoint of the same architecture is not detected)."""
+A checkpoint carries a fingerprint of everything that determines the result (the noises, the
+conditioning and model kwargs, the grid, the options, and the model's name or type -- not its
+weights: a changed checkpoint of the same architecture is not detected) and a checksum of the state
+itself. On load both are checked and the state's structure is validated (shapes, dtypes, ranges,
+finite values), so an edited or damaged file is refused with a one-line reason, never resumed.
+
+Writes are atomic and never follow a link: the state goes to a new temporary file created
+exclusively next to the target (unique name, O_EXCL), which is renamed over the target and removed
+on every failure path, Ctrl-C included.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
+import tempfile
 
 import torch
+
+PHASES = ("teacher", "levels")
 
 
 def _feed(h, value):
@@ -31,12 +40,69 @@ def _feed(h, value):
         h.update(repr(value).encode())
 
 
-def fingerprint(model, z, cond, kwargs, grid, opts) -> str:
+def _digest(*parts) -> str:
     h = hashlib.sha256()
-    options = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("chunk", "progress")}
-    for part in (getattr(model, "name", type(model).__qualname__), z, cond, kwargs, grid, options):
+    for part in parts:
         _feed(h, part)
     return h.hexdigest()
+
+
+def fingerprint(model, z, cond, kwargs, grid, opts) -> str:
+    options = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("chunk", "progress")}
+    return _digest(getattr(model, "name", type(model).__qualname__), z, cond, kwargs, grid, options)
+
+
+def check_checkpoint_path(path) -> None:
+    """Before any model call: the checkpoint's folder exists and is writable, and the path is a
+    regular file or free."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise ValueError(f"checkpoint must be a file path, got {type(path).__name__}") from None
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"checkpoint folder {folder} is not writable")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"checkpoint {path} exists and is not a regular file")
+
+
+def _tensor(state, key, shape, dtype, name):
+    value = state.get(key)
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(shape) or value.dtype != dtype:
+        got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"{name}: {key} must be {dtype} {tuple(shape)}, got {got}")
+    return value
+
+
+def validate_state(state: dict, name: str, *, B: int, J: int, D: int, K: int, G: int, dtype) -> None:
+    """Structure of a loaded state (after its checksum matched): ValueError naming what is wrong."""
+    phase = state.get("phase")
+    if phase not in PHASES:
+        raise ValueError(f"{name}: unknown phase {phase!r}")
+    for key in ("T", "V") if "V" in state else ("T",):
+        if not bool(torch.isfinite(_tensor(state, key, (J, B, D), dtype if key == "T" else state[key].dtype,
+                                           name)).all()):
+            raise ValueError(f"{name}: {key} holds NaN or inf")
+    if phase == "teacher":
+        return
+    level = state.get("level")
+    if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= K:
+        raise ValueError(f"{name}: level must be an int in [1, {K}], got {level!r}")
+    best = _tensor(state, "best", (G, J), torch.float64, name)
+    if bool(torch.isnan(best).any()) or bool((best < 0).any()):
+        raise ValueError(f"{name}: best costs must be >= 0 (or +inf)")
+    from_ = _tensor(state, "from_", (G, K + 1, J), torch.int64, name)
+    if bool(((from_ < 0) | (from_ > J - 1)).any()):
+        raise ValueError(f"{name}: a predecessor lies outside the grid [0, {J - 1}]")
+    # a jump goes from a larger grid index to a smaller one (N, the noise, is its own start)
+    targets = torch.arange(J, device=from_.device)
+    if bool(((from_ <= targets) & (targets < J - 1)).any()) or bool((from_[:, :, J - 1] != J - 1).any()):
+        raise ValueError(f"{name}: a predecessor is not a larger grid index than its target")
+    _tensor(state, "live", (G, J), torch.bool, name)
+    if not bool(torch.isfinite(_tensor(state, "state", (B, J, D), dtype, name)).all()):
+        raise ValueError(f"{name}: state holds NaN or inf")
 
 
 class Checkpoint:
@@ -46,19 +112,39 @@ class Checkpoint:
         self.write = write
 
     def load(self, device):
-        """The saved state, None if there is no checkpoint; ValueError if it is from other inputs."""
+        """The saved state (checksum and fingerprint checked), None if there is no checkpoint;
+        ValueError if it is unreadable, damaged, or from other inputs."""
         if not os.path.exists(self.path):
             return None
-        state = torch.load(self.path, map_location=device, weights_only=True)
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+        except Exception as err:  # torch raises many kinds on a damaged file
+            raise ValueError(f"checkpoint {self.path} is unreadable ({type(err).__name__}); remove it") from None
+        if not isinstance(state, dict) or not isinstance(state.get("checksum"), str):
+            raise ValueError(f"checkpoint {self.path} is not an oss_fast checkpoint")
         if state.get("fingerprint") != self.fingerprint:
             raise ValueError(f"checkpoint {self.path} was written by a search with other inputs or options "
                              "(noises, conditioning, grid, model or search options differ); remove it or pass "
                              "another checkpoint path")
-        return state
+        body = {k: v for k, v in state.items() if k != "checksum"}
+        if _digest(body) != state["checksum"]:
+            raise ValueError(f"checkpoint {self.path} is damaged or was edited (its checksum does not match)")
+        return body
 
     def save(self, **state):
         if not self.write:
             return
-        tmp = f"{self.path}.tmp"
-        torch.save(dict(state, fingerprint=self.fingerprint), tmp)
-        os.replace(tmp, self.path)
+        body = dict(state, fingerprint=self.fingerprint)
+        body["checksum"] = _digest(body)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(body, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+

@@ -6,12 +6,16 @@ so every rank runs the same deterministic DP on the same numbers and ends with t
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
+
+
+def distributed_ready() -> bool:
+    """torch.distributed is available and a process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def _dist():
-    import torch.distributed as dist
-
-    return dist if dist.is_available() and dist.is_initialized() else None
+    return dist if distributed_ready() else None
 
 
 class Comm:

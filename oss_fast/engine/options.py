@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +28,7 @@ class SearchOptions:
     free_start: bool = False
     objective: str = "sum"
     progress: bool = True
+    published: bool = False  # the drop-ins' indexing (see check_options)
 
 
 MODES = ("auto", "compat", "exact", "teacher")
@@ -41,6 +45,8 @@ def model_grid(model) -> torch.Tensor:
         raise ValueError(f"model.fm_steps must be 1-D with at least 2 entries, got shape {tuple(s.shape)}")
     if not torch.isfinite(s).all():
         raise ValueError("model.fm_steps holds NaN or inf")
+    if s[0] != 0:
+        raise ValueError(f"model.fm_steps must start at 0 (the data end of the flow), got {s[0].item()}")
     if not (s[1:] > s[:-1]).all():
         bad = int((s[1:] <= s[:-1]).nonzero()[0, 0]) + 1
         raise ValueError(f"model.fm_steps must be strictly increasing; fm_steps[{bad}] = {s[bad].item()} "
@@ -49,10 +55,15 @@ def model_grid(model) -> torch.Tensor:
 
 
 def _positive_int(name, value, low=1, high=None):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+    """value as an int in [low, high]; integers of other types (numpy's) count, bools and floats do not."""
+    bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
         raise ValueError(f"{name} must be an int {bound}, got {value!r}")
-    return value
+    return number
 
 
 def _selection_count(name, value, size: int | None):
@@ -64,8 +75,11 @@ def _selection_count(name, value, size: int | None):
     return value
 
 
-def check_options(model, z, *, student_steps, teacher_steps=None, mode, aggregate, norm, channels, frames,
-                  random_channels, seed, float32, max_batch, free_start, objective, progress) -> SearchOptions:
+def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", aggregate=None, norm=2,
+                  channels="all", frames="all", random_channels=False, seed=0, float32=True, max_batch=None,
+                  free_start=False, objective="sum", progress=True, published: bool = False) -> SearchOptions:
+    """The checked options of a search. published=True is the drop-ins' contract: teacher_steps may
+    be a prefix of the model's grid and compat may take K >= N, as the published code allows."""
     if not isinstance(z, torch.Tensor) or z.dim() < 2 or not z.is_floating_point():
         raise ValueError("z must be a floating-point tensor [B, ...] of initial noises")
     if z.shape[0] < 1:
@@ -74,7 +88,13 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode, aggregat
         raise ValueError("z holds NaN or inf")
     s = model_grid(model)
     N_model = s.numel() - 1
-    N = N_model if teacher_steps is None else _positive_int("teacher_steps", teacher_steps, 1, N_model)
+    if published:
+        N = N_model if teacher_steps is None else _positive_int("teacher_steps", teacher_steps, 1, N_model)
+    else:
+        N = N_model
+        if teacher_steps is not None and teacher_steps != N_model:
+            raise ValueError(f"teacher_steps ({teacher_steps!r}) must equal the model's grid, {N_model} steps "
+                             f"(len(model.fm_steps) - 1); build the model on a {teacher_steps}-step grid instead")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "auto":
@@ -88,11 +108,14 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode, aggregat
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     K = _positive_int("student_steps", student_steps)
+    if mode == "compat" and K >= N and not published:
+        raise ValueError(f"student_steps ({K}) must be below teacher_steps ({N}) in mode 'compat': with K >= N "
+                         "it returns repeated grid indices")
     if mode != "compat" and K > N:
         raise ValueError(f"student_steps ({K}) must not exceed teacher_steps ({N}) in mode {mode!r}: "
                          "a student of exactly K steps needs K grid jumps")
-    if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not norm > 0:
-        raise ValueError(f"norm must be a positive number, got {norm!r}")
+    if isinstance(norm, bool) or not isinstance(norm, numbers.Real) or not 1 <= norm < math.inf:
+        raise ValueError(f"norm must be a finite p >= 1 (the cost is mean |x - x_teacher|^p), got {norm!r}")
     channels = _selection_count("channels", channels, z.shape[1])
     if frames != "all" and z.dim() != 5:
         raise ValueError(f"frames selects along dimension 2 of a video latent [B, C, F, H, W]; z has shape "
@@ -104,7 +127,7 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode, aggregat
     if free_start and mode != "exact":  # (auto included: its exact candidate starts at N)
         raise ValueError("free_start applies to mode 'exact' only")
     chunk = 32 if max_batch is None else _positive_int("max_batch", max_batch)
-    return SearchOptions(student_steps=K, teacher_steps=N, mode=mode, aggregate=aggregate, norm=norm,
+    return SearchOptions(student_steps=K, teacher_steps=N, mode=mode, aggregate=aggregate, norm=float(norm),
                          channels=channels, frames=frames, random_channels=bool(random_channels), seed=int(seed),
                          float32=bool(float32), chunk=chunk, free_start=bool(free_start), objective=objective,
-                         progress=bool(progress))
+                         progress=bool(progress), published=bool(published))

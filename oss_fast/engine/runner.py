@@ -70,6 +70,9 @@ class ModelRunner:
             if not isinstance(v, torch.Tensor) or v.shape != (size,) + tuple(x.shape[1:]):
                 got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
                 raise ValueError(f"the model returned {got} for an input of shape {(size,) + tuple(x.shape[1:])}")
+            if not v.is_floating_point():
+                raise TypeError(f"the model returned {v.dtype} velocities: a velocity model must return real "
+                                "floating-point tensors")
             if out is None:
                 out = torch.empty((R,) + tuple(v.shape[1:]), dtype=v.dtype, device=x.device)
             out[start:start + n] = v[:n]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .. import dp
 from ..ops import euler_costs, euler_rows
 from ..ops.euler_cost import pick_backend
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm
 from .inputs import SampleInputs
 from .options import SearchOptions
@@ -78,7 +78,7 @@ class Engine:
         self.N = opts.teacher_steps
         self.J = self.N + 1
         self.K = opts.student_steps
-        self.s = torch.as_tensor(model.fm_steps).detach().double()[: self.J].to(self.device)
+        self.s = torch.as_tensor(model.fm_steps).detach().double()[: self.J].to(self.device).contiguous()
         self.runner = ModelRunner(model, inputs, opts.chunk, self.device)
         self.comm = comm or Comm()
         self.checkpoint = checkpoint
@@ -172,7 +172,7 @@ class Engine:
             # compat: every grid index holds the noise; exact: an entry that cannot finish in K steps is dropped
             live[:, 1 if opts.mode == "compat" else K:] = True
         else:
-            state = torch.empty((B, J, self.D), dtype=self.z.dtype, device=dev)
+            state = torch.zeros((B, J, self.D), dtype=self.z.dtype, device=dev)  # finite: checkpoints check it
             state[:, N] = self.z
             live[:, N] = True
         return dict(level=0, best=torch.full((G, J), math.inf, dtype=torch.float64, device=dev),
@@ -344,6 +344,8 @@ class Engine:
         opts = self.opts
         saved = self.checkpoint.load(self.device) if self.checkpoint is not None and self.resume else None
         if saved is not None:
+            validate_state(saved, f"checkpoint {self.checkpoint.path}", B=self.B, J=self.J, D=self.D, K=self.K,
+                           G=1 if opts.aggregate == "joint" else self.B, dtype=self.z.dtype)
             T, V = saved["T"], saved.get("V")
             self.stats.resumed_from = "the teacher rollout" if saved["phase"] == "teacher" else f"level {saved['level'] - 1}"
         else:
@@ -356,7 +358,25 @@ class Engine:
             levels_saved = saved if saved is not None and saved["phase"] == "levels" else None
             paths, schedule = self.single(T, V, levels_saved, opts)
         self._finish_stats(begin, teacher_rows)
-        return paths.tolist(), schedule, opts.mode, opts.aggregate, self.stats
+        paths = paths.tolist()
+        for path in paths + ([schedule] if schedule is not None else []):
+            self._check_path(path, opts)
+        return paths, schedule, opts.mode, opts.aggregate, self.stats
+
+    def _check_path(self, path: list[int], opts: SearchOptions) -> None:
+        """A path handed to the user is K grid indices in [1, N], ascending (the drop-ins' compat
+        with K >= N repeats indices, as the published code does)."""
+        ascending = all(b > a for a, b in zip(path, path[1:]))
+        non_decreasing = all(b >= a for a, b in zip(path, path[1:]))
+        if len(path) != self.K or not non_decreasing or not all(1 <= i <= self.N for i in path):
+            raise RuntimeError(f"oss_fast produced an invalid path {path} (mode {opts.mode}, K={self.K}, "
+                               f"N={self.N}); this is a bug: please report it with the inputs")
+        if not ascending and not opts.published:
+            # compat's trace-back reads one row per level; a chain that reaches the noise in fewer
+            # than K jumps repeats N (the published search returns that)
+            raise ValueError(f"mode {opts.mode!r} found a path with repeated grid indices {path}: the best "
+                             f"chain has fewer than {self.K} distinct steps; use mode='exact' for exactly "
+                             f"{self.K} steps")
 
     def _finish_stats(self, begin: float, teacher_rows: int) -> None:
         st = self.stats

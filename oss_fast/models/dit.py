@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import VelocityWrapper, guided, repeat_rows
+from .base import VelocityWrapper, guided, half_dtype, into, repeat_rows
 from .compile import maybe_compile
 
 
@@ -60,6 +60,7 @@ class RespacedDDPM:
 class DiTWrapper(VelocityWrapper):
     def __init__(self, model, diffusion, device=None, class_emb_null=None, *, compile: bool = False,
                  input_eps: float = 1e-4):
+        self.half = half_dtype(model)
         self.model = maybe_compile(model, compile)
         self.diffusion = diffusion
         self.num_steps = int(diffusion.num_timesteps)
@@ -98,12 +99,13 @@ class DiTWrapper(VelocityWrapper):
         if self.input_eps:  # the published wrapper feeds x itself at the noise end
             x_t = torch.where((t == N).reshape(view), x.to(work), x_t)
         timestep = self.timestep_map[t - 1]
+        x_in = into(x_t, self.half)  # a half-precision network sees its own dtype
         if self.y_null is None:
-            out = self.model(x_t, timestep, y, **kwargs)
+            out = self.model(x_in, timestep, y, **kwargs)
         else:
             y_in = torch.cat([y, repeat_rows(self.y_null, R).to(y.device)])
-            out = self.model(torch.cat([x_t, x_t]), torch.cat([timestep, timestep]), y_in, **kwargs)[:R]
-        eps = out[:, :C]  # learned-variance channels dropped
+            out = self.model(torch.cat([x_in, x_in]), torch.cat([timestep, timestep]), y_in, **kwargs)[:R]
+        eps = out[:, :C].to(work)  # learned-variance channels dropped
         x0 = self.diffusion._predict_xstart_from_eps(x_t=x_t, t=t - 1, eps=eps)
         return ((x.double() - x0.double()) / s.reshape(view)).to(x_t.dtype)
 
@@ -115,6 +117,10 @@ class _DiffusersDiT:
     def __init__(self, transformer, guidance_scale: float):
         self.transformer = transformer
         self.guidance_scale = guidance_scale
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
 
     def __call__(self, x, t, y, **kwargs):
         out = self.transformer(x, timestep=t, class_labels=y, return_dict=False, **kwargs)[0]

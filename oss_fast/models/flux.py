@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..grid import grid_from_descending, image_seq_len, scheduler_mu
-from .base import VelocityWrapper
+from .base import VelocityWrapper, half_dtype, into
 from .compile import maybe_compile
 
 
@@ -62,6 +62,7 @@ class FluxWrapper(VelocityWrapper):
     per_sample_kwargs = ("encoder_hidden_states", "pooled_projections", "guidance")
 
     def __init__(self, model, timesteps, num_timesteps: float = 1000, *, compile: bool = False):
+        self.half = half_dtype(model)
         self.model = maybe_compile(model, compile)
         self.time_steps, self.fm_steps = grid_from_descending(timesteps, num_timesteps)
         self.model_timesteps = self.time_steps  # the network's timestep at each grid index
@@ -79,6 +80,9 @@ class FluxWrapper(VelocityWrapper):
         return cls(pipe.transformer, timesteps, pipe.scheduler.config.num_train_timesteps, compile=compile)
 
     def __call__(self, x, t, cond, kwargs):
-        timestep = self.time_steps.to(x.device)[t].to(x.dtype) / self.num_timesteps
-        out = self.model(hidden_states=x, timestep=timestep, **kwargs)
-        return out[0] if isinstance(out, (tuple, list)) else out.sample
+        dtype = self.half or x.dtype
+        timestep = self.time_steps.to(x.device)[t].to(dtype) / self.num_timesteps
+        kwargs = {k: into(v, self.half) if k in ("encoder_hidden_states", "pooled_projections") else v
+                  for k, v in kwargs.items()}
+        out = self.model(hidden_states=into(x, self.half), timestep=timestep, **kwargs)
+        return (out[0] if isinstance(out, (tuple, list)) else out.sample).to(x.dtype)

@@ -21,7 +21,7 @@ import inspect
 import torch
 
 from ..grid import grid_from_descending, time_shift
-from .base import VelocityWrapper, guided, repeat_rows
+from .base import VelocityWrapper, guided, half_dtype, into, repeat_rows
 from .compile import maybe_compile, maybe_compile_blocks
 
 
@@ -42,6 +42,7 @@ class WanWrapper(VelocityWrapper):
     def __init__(self, model, timesteps, num_timesteps: float = 1000, context_null=None, guide_scale: float = 5.0,
                  *, compile: bool = False):
         self.diffusers_api = _is_diffusers(model)
+        self.half = half_dtype(model)
         # the native API takes lists: compile its repeated blocks rather than the whole forward
         self.model = maybe_compile(model, compile) if self.diffusers_api else maybe_compile_blocks(model, compile)
         self.time_steps, self.fm_steps = grid_from_descending(timesteps, num_timesteps)
@@ -56,11 +57,15 @@ class WanWrapper(VelocityWrapper):
                    guide_scale, compile=compile)
 
     def _run(self, x, timestep, context, kwargs):
+        """The network on rows x; a half-precision network gets x and the context in its dtype, and
+        its output comes back in x's dtype."""
+        context = [into(c, self.half) for c in context] if isinstance(context, list) else into(context, self.half)
         if self.diffusers_api:
-            out = self.model(hidden_states=x, timestep=timestep, encoder_hidden_states=context,
+            out = self.model(hidden_states=into(x, self.half), timestep=timestep, encoder_hidden_states=context,
                              return_dict=False, **kwargs)[0]
-            return out
-        return torch.stack(list(self.model(x, t=timestep, context=context, **kwargs)))
+        else:
+            out = torch.stack(list(self.model(into(x, self.half), t=timestep, context=context, **kwargs)))
+        return out.to(x.dtype)
 
     def __call__(self, x, t, cond, kwargs):
         R = x.shape[0]

@@ -20,6 +20,7 @@ import os
 import torch
 
 from .. import _C
+from ..native import buffer
 from .euler import euler_rows
 
 BACKENDS = ("triton", "csrc", "torch")
@@ -47,9 +48,8 @@ def _euler_costs_csrc(x, v, targets, row_sample, row_grid, s, norm=2, float32=Tr
     R, D = x.shape
     J, B, _ = targets.shape
     out = torch.empty((R, J), dtype=torch.float64)
-    _C.cpu.euler_costs_f32(x.data_ptr(), v.data_ptr(), targets.data_ptr(), row_sample.data_ptr(),
-                           row_grid.data_ptr(), s.data_ptr(), R, D, J, s.numel(), B, int(norm),
-                           0 if bound is None else bound.data_ptr(), out.data_ptr())
+    _C.cpu.euler_costs_f32(buffer(x), buffer(v), buffer(targets), buffer(row_sample), buffer(row_grid), buffer(s),
+                           R, D, J, s.numel(), B, int(norm), None if bound is None else buffer(bound), buffer(out))
     return out
 
 
@@ -102,6 +102,13 @@ def pick_backend(x, v, targets, norm) -> str:
 
 
 def _check(x, v, targets, row_sample, row_grid, s):
+    for name, t in (("x", x), ("v", v), ("targets", targets), ("row_sample", row_sample), ("row_grid", row_grid),
+                    ("s", s)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    for name, t in (("x", x), ("v", v), ("targets", targets)):
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be floating point, got {t.dtype}")
     if x.dim() != 2 or v.shape != x.shape:
         raise ValueError(f"x and v must be [R, D] of one shape, got {tuple(x.shape)} and {tuple(v.shape)}")
     if targets.dim() != 3 or targets.shape[2] != x.shape[1]:
@@ -114,6 +121,13 @@ def _check(x, v, targets, row_sample, row_grid, s):
     devices = {t.device for t in (x, v, targets, row_sample, row_grid, s)}
     if len(devices) != 1:
         raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+    if row_grid.numel():  # the kernels index s and targets with these (one sync per call)
+        low, high = int(row_grid.min()), int(row_grid.max())
+        if low < 1 or high >= s.numel():
+            raise ValueError(f"row_grid values must lie in [1, {s.numel() - 1}], got [{low}, {high}]")
+        low, high = int(row_sample.min()), int(row_sample.max())
+        if low < 0 or high >= targets.shape[1]:
+            raise ValueError(f"row_sample values must lie in [0, {targets.shape[1] - 1}], got [{low}, {high}]")
 
 
 def euler_costs(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, backend=None, bound=None):
@@ -129,7 +143,9 @@ def euler_costs(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True,
     if bound is not None and (bound.dtype != torch.float64 or bound.shape != targets.shape[:2][::-1]
                               or bound.device != x.device):
         raise ValueError(f"bound must be float64 [B, J] = {tuple(targets.shape[:2][::-1])} on {x.device}")
-    x, v, targets = x.contiguous(), v.contiguous(), targets.contiguous()
+    # compiled backends read raw memory: every input contiguous (a strided grid read as if dense
+    # would be another grid)
+    x, v, targets, row_sample, row_grid, s = (t.contiguous() for t in (x, v, targets, row_sample, row_grid, s))
     if backend is None:
         backend = pick_backend(x, v, targets, norm)
     elif unsupported(backend, x, v, targets, norm):

@@ -25,8 +25,8 @@ def load_model(spec: str, teacher_steps: int = 100, shift: float = 1.0, device: 
     module_name, factory_name = spec.split(":", 1)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"cannot import {module_name!r} for model {spec}: {err}") from None
+    except Exception as err:  # a module that fails to import is the user's mistake, reported in one line
+        raise ValueError(f"cannot import {module_name!r} for model {spec}: {type(err).__name__}: {err}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"{module_name} has no factory {factory_name!r}")
@@ -35,7 +35,12 @@ def load_model(spec: str, teacher_steps: int = 100, shift: float = 1.0, device: 
     except (TypeError, ValueError):  # a builtin without a signature: given none of ours
         params = {}
     kwargs = {k: v for k, v in dict(teacher_steps=teacher_steps, shift=shift, device=device).items() if k in params}
-    model = factory(**kwargs)
+    try:
+        model = factory(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"{spec} cannot be called with {sorted(kwargs) or 'no arguments'}: {err}") from None
+    except Exception as err:
+        raise ValueError(f"{spec} raised {type(err).__name__}: {err}") from None
     if not hasattr(model, "fm_steps"):
         raise ValueError(f"{spec} returned {type(model).__name__}, which has no fm_steps")
     return model
