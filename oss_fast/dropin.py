@@ -22,9 +22,9 @@ def _to(z, device):
 def search_OSS(model, z, batch_size, class_emb, device, teacher_steps=200, student_steps=5, model_kwargs=None):
     """One list of student_steps grid indices per sample, as the published search_OSS returns."""
     _check_batch(z, batch_size)
-    return published_search(model, _to(z, device), class_emb, student_steps=student_steps, teacher_steps=teacher_steps,
-                  mode="compat", aggregate="per_sample", float32=False, model_kwargs=model_kwargs,
-                  progress=False).steps
+    return published_search(model, _to(z, device), class_emb, student_steps=student_steps,
+                            teacher_steps=teacher_steps, mode="compat", aggregate="per_sample", float32=False,
+                            model_kwargs=model_kwargs, progress=False).steps
 
 
 def search_OSS_batch(model, z, batch_size, class_emb, device, teacher_steps=200, student_steps=5,
@@ -42,10 +42,11 @@ def search_OSS_video(model, z, batch_size, class_emb, device, teacher_steps=200,
     """
     _check_batch(z, batch_size)
     seed = int(np.random.randint(0, 2**31 - 1)) if random_channel else 0
-    steps = published_search(model, _to(z, device), class_emb, student_steps=student_steps, teacher_steps=teacher_steps,
-                   mode="compat", aggregate="per_sample", norm=norm, channels=channel_type, frames=frame_type,
-                   random_channels=random_channel and channel_type != "all", seed=seed, float32=float32,
-                   model_kwargs=model_kwargs, progress=False).steps
+    steps = published_search(model, _to(z, device), class_emb, student_steps=student_steps,
+                             teacher_steps=teacher_steps, mode="compat", aggregate="per_sample", norm=norm,
+                             channels=channel_type, frames=frame_type,
+                             random_channels=random_channel and channel_type != "all", seed=seed, float32=float32,
+                             model_kwargs=model_kwargs, progress=False).steps
     return steps[0]
 
 

@@ -66,16 +66,23 @@ class Bomb:
         return self.model(x, t, cond, kwargs)
 
 
-@pytest.mark.parametrize("mode", ["compat", "exact"])
-def test_resume_after_an_interruption_gives_the_same_result(tmp_path, mode):
+def interrupted_checkpoint(tmp_path, mode="compat", levels=2):
+    """A checkpoint written after `levels` levels of a search interrupted (Ctrl-C) in the next one,
+    and the uninterrupted search's result."""
     model, z, cond = problem()
     fresh = search(mode, "per_sample")
-    # calls of the teacher (one per grid index at max_batch >= B) and of levels 0..2
-    calls = 24 + sum(-(-r // 5) for r in fresh.stats.rows_per_level[:3])
+    # calls of the teacher (one per grid index at max_batch >= B) and of the levels done
+    calls = 24 + sum(-(-r // 5) for r in fresh.stats.rows_per_level[:levels])
     path = tmp_path / "search.ckpt"
     with pytest.raises(KeyboardInterrupt):
         oss_fast.search(Bomb(model, calls), z, cond, student_steps=4, mode=mode, aggregate="per_sample",
                         max_batch=5, progress=False, checkpoint=path)
+    return path, fresh
+
+
+@pytest.mark.parametrize("mode", ["compat", "exact"])
+def test_resume_after_an_interruption_gives_the_same_result(tmp_path, mode):
+    path, fresh = interrupted_checkpoint(tmp_path, mode, levels=3)
     assert torch.load(path, weights_only=True)["level"] == 3
     resumed = search(mode, "per_sample", checkpoint=path, resume=True)
     assert resumed.steps == fresh.steps
@@ -113,18 +120,6 @@ def edited(path, **changes):
     torch.save(state, path)
 
 
-def interrupted_checkpoint(tmp_path, mode="compat"):
-    """A checkpoint after level 2 of a search."""
-    model, z, cond = problem()
-    fresh = search(mode, "per_sample")
-    calls = 24 + sum(-(-r // 5) for r in fresh.stats.rows_per_level[:2])
-    path = tmp_path / "search.ckpt"
-    with pytest.raises(KeyboardInterrupt):
-        oss_fast.search(Bomb(model, calls), z, cond, student_steps=4, mode=mode, aggregate="per_sample",
-                        max_batch=5, progress=False, checkpoint=path)
-    return path
-
-
 @pytest.mark.parametrize("damage,message", [
     (dict(level=lambda v: v + 1), "checksum does not match"),  # edited, fingerprint kept
     (dict(level=7, checksum=True), r"level must be an int in \[1, 4\]"),
@@ -139,14 +134,14 @@ def interrupted_checkpoint(tmp_path, mode="compat"):
     (dict(phase="later", checksum=True), "unknown phase"),
 ])
 def test_a_damaged_or_edited_checkpoint_is_refused(tmp_path, damage, message):
-    path = interrupted_checkpoint(tmp_path)
+    path, _ = interrupted_checkpoint(tmp_path)
     edited(path, **damage)
     with pytest.raises(ValueError, match=message):
         search("compat", "per_sample", checkpoint=path, resume=True)
 
 
 def test_a_flipped_byte_or_a_foreign_file_is_refused(tmp_path):
-    path = interrupted_checkpoint(tmp_path)
+    path, _ = interrupted_checkpoint(tmp_path)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
