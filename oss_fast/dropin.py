@@ -60,4 +60,11 @@ def infer_OSS(oss_steps, model, z, class_emb, device, renorm_flag=False, max_amp
 
 def cal_medium(oss_steps_all):
     """Per position: sort, then (l[n//2] + l[n//2 - 1]) // 2."""
-    return dp.median_steps(torch.as_tensor(oss_steps_all, dtype=torch.int64).reshape(len(oss_steps_all), -1)).tolist()
+    rows = [list(r) for r in oss_steps_all]
+    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError("cal_medium needs one or more step lists of one length")
+    if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for r in rows for i in r):
+        raise ValueError("cal_medium needs lists of integer grid indices")
+    if any(not -2**63 <= int(i) < 2**63 for r in rows for i in r):
+        raise ValueError("cal_medium: grid indices must fit in int64")
+    return dp.median_steps(torch.tensor(rows, dtype=torch.int64)).tolist()

@@ -209,6 +209,8 @@ class Schedule:
                 data = json.load(f, parse_constant=_refuse_constant)
         except RecursionError:
             raise ValueError(f"{path} is not a schedule file (nested too deeply)") from None
+        except OSError as err:
+            raise ValueError(f"cannot read schedule file {path} ({err.strerror or type(err).__name__})") from None
         except UnicodeDecodeError:
             raise ValueError(f"{path} is not a schedule file (not UTF-8 text)") from None
         except json.JSONDecodeError as err:

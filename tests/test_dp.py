@@ -240,6 +240,14 @@ def test_csrc_entry_points_reject_bad_inputs(call, argument):
         call()
 
 
+@pytest.mark.parametrize("steps,message", [([], "one or more step lists"), ([[1, 2], [3]], "of one length"),
+                                           ([[1.5, 2.5]], "integer grid indices"), ([[True]], "integer"),
+                                           ([[2**64]], "fit in int64")])
+def test_cal_medium_refuses_what_is_not_step_lists(steps, message):
+    with pytest.raises(ValueError, match=message):
+        oss_fast.cal_medium(steps)
+
+
 @pytest.mark.parametrize("values", [[2**63 - 1, 2**63 - 1], [-2**63, -2**63], [2**63 - 1, 2**63 - 3],
                                     [-2**63, 2**63 - 1], [-3, 4]])
 def test_median_midpoint_does_not_overflow(values):

@@ -192,6 +192,8 @@ GOOD = {"format": "oss_fast.schedule/1", "indices": [1, 3], "sigmas": [0.75, 0.2
     ('{"format": "oss_fast.schedule/1", "sigmas": [0.5, 0.0], "parameterization": "vp"}', "parameterization"),
     ('{"format": "oss_fast.schedule/1", "sigmas": [0.5, 0.0], "timesteps": [1, 2]}', "1 steps need 1 timesteps"),
     ("{'format': 1}", "invalid JSON"),
+    ("\x00\x01", "invalid JSON"),
+    ("", "invalid JSON"),
 ])
 def test_load_refuses_malformed_files_naming_the_field(tmp_path, text, message):
     path = tmp_path / "s.json"
@@ -221,3 +223,10 @@ def test_load_checks_indices_and_grid(tmp_path, field, value, message):
         Schedule.load(path)
     path.write_text(json.dumps(GOOD))
     assert Schedule.load(path).indices == [1, 3]
+
+
+def test_load_of_a_folder_or_missing_file_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="cannot read schedule file"):
+        Schedule.load(tmp_path)
+    with pytest.raises(ValueError, match="cannot read schedule file"):
+        Schedule.load(tmp_path / "missing.json")

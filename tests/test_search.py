@@ -215,6 +215,7 @@ class NoCalls:
     (dict(student_steps=3, mode="exact", checkpoint="/no/such/folder/x.ckpt"), "checkpoint folder /no/such/folder does not exist"),
     (dict(student_steps=3, mode="exact", checkpoint="/"), "exists and is not a regular file"),
     (dict(student_steps=3.0), "student_steps must be an int"),
+    (dict(student_steps=3, teacher_steps=10.0), "teacher_steps must be an int"),
     (dict(student_steps=True), "student_steps must be an int"),
     (dict(student_steps=3, channels=9), r"channels must be an int \[1, 2\]"),
     (dict(student_steps=3, frames=2), "frames selects along dimension 2"),
@@ -310,3 +311,13 @@ def test_search_on_gpu_equals_reference(mode):
     res = oss_fast.search(model, z, student_steps=6, mode=mode, aggregate="per_sample", progress=False)
     assert res.stats.cost_backend == "triton"
     assert res.steps == expected
+
+
+@pytest.mark.cuda
+def test_strided_grid_on_gpu_gives_the_reference_schedule():
+    model = GaussianMixtureFlow(shape=(4, 8, 8), teacher_steps=20, device="cuda")
+    z = model.noise(4, seed=0)
+    model.fm_steps = torch.linspace(0, 1, 41, dtype=torch.float64, device="cuda")[::2]
+    res = oss_fast.search(model, z, student_steps=5, mode="compat", aggregate="per_sample", progress=False)
+    assert res.stats.cost_backend == "triton"
+    assert res.steps == ref.search(model, z, student_steps=5, mode="compat")

@@ -92,7 +92,7 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", a
         N = N_model if teacher_steps is None else _positive_int("teacher_steps", teacher_steps, 1, N_model)
     else:
         N = N_model
-        if teacher_steps is not None and teacher_steps != N_model:
+        if teacher_steps is not None and _positive_int("teacher_steps", teacher_steps) != N_model:
             raise ValueError(f"teacher_steps ({teacher_steps!r}) must equal the model's grid, {N_model} steps "
                              f"(len(model.fm_steps) - 1); build the model on a {teacher_steps}-step grid instead")
     if mode not in MODES:

@@ -1,0 +1,322 @@
+"""Probe every entry point with hostile and mistaken inputs, each in a forked child, and count the
+outcomes: `error` (ValueError/TypeError/FloatingPointError with a one-line message, or the CLI's one
+line and exit 2), `right` (a result equal to the expected one), `wrong` (a result where an error or
+another result was due), `traceback` (any other exception), `crash` (the child died) and `hang`.
+
+    python scripts/probe_inputs.py            # prints one line per case that is not error/right, then the counts
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import torch
+
+import oss_fast
+from oss_fast import Schedule, _C, dp
+from oss_fast import reference as ref
+from oss_fast.ops import euler_costs
+from oss_fast.zoo import GaussianMixtureFlow
+
+ERROR = "error"  # the expectation: a clear error
+TMP = Path(tempfile.mkdtemp(prefix="oss_probe_"))
+SHAPE = (2, 4, 4)
+
+
+def mixture(N=10, **kw):
+    return GaussianMixtureFlow(shape=SHAPE, components=3, teacher_steps=N, **kw)
+
+
+def noise(B=2):
+    return torch.randn(B, *SHAPE, generator=torch.Generator().manual_seed(0))
+
+
+class Model:
+    """A mixture with a changed grid or output."""
+
+    def __init__(self, fm_steps=None, out=None):
+        self.inner = mixture()
+        self.fm_steps = self.inner.fm_steps if fm_steps is None else fm_steps
+        self.out = out
+
+    def __call__(self, x, t, cond, kwargs):
+        v = self.inner(x, t.clamp(max=10))
+        return v if self.out is None else self.out(v)
+
+
+def search(**kw):
+    kw.setdefault("student_steps", 3)
+    kw.setdefault("progress", False)
+    model = kw.pop("model", None) or mixture()
+    return oss_fast.search(model, kw.pop("z", noise()), kw.pop("cond", None), **kw)
+
+
+def cap(t):
+    return torch.utils.dlpack.to_dlpack(t)
+
+
+def f64(*s):
+    return torch.zeros(s, dtype=torch.float64)
+
+
+def i64(*s):
+    return torch.zeros(s, dtype=torch.int64)
+
+
+def schedule_file(text):
+    path = TMP / f"s{abs(hash(text))}.json"
+    path.write_text(text)
+    return path
+
+
+def cli(*args):
+    result = subprocess.run([sys.executable, "-m", "oss_fast", *args], capture_output=True, text=True, timeout=300,
+                            cwd=TMP)
+    lines = result.stderr.strip().splitlines()
+    if result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr:
+        raise ValueError(lines[0])
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-300:])
+    return result.stdout
+
+
+def prefix_case():
+    """The drop-ins' teacher_steps < N: the search on the grid's first teacher_steps + 1 points."""
+    big = mixture(20)
+
+    class Prefix:
+        fm_steps = big.fm_steps[:11]
+
+        def __call__(self, x, t, cond, kwargs):
+            return big(x, t)
+
+    return (oss_fast.search_OSS(big, noise(), 2, None, "cpu", 10, 3) ==
+            ref.search(Prefix(), noise(), student_steps=3, mode="compat", float32=False))
+
+
+def expect_search(**kw):
+    """The search's steps must equal the reference's on the same (valid, unusual) inputs."""
+    model = kw.pop("model", None) or mixture()
+    z = kw.pop("z", noise())
+    got = oss_fast.search(model, z, student_steps=3, mode="compat", aggregate="per_sample", progress=False, **kw)
+    return got.steps == ref.search(model, z, student_steps=3, mode="compat", **kw)
+
+
+GOOD_SCHEDULE = {"format": "oss_fast.schedule/1", "indices": [1, 3], "sigmas": [0.75, 0.25, 0.0],
+                 "grid": [0.0, 0.25, 0.5, 0.75, 1.0], "parameterization": "flow", "metadata": {}}
+
+
+def bad_schedule(**change):
+    return lambda: Schedule.load(schedule_file(json.dumps(dict(GOOD_SCHEDULE, **change))))
+
+
+CASES = [
+    # ---------------------------------------------------------------- native API: options
+    ("api", "K as a string", lambda: search(student_steps="3"), ERROR),
+    ("api", "K negative", lambda: search(student_steps=-1), ERROR),
+    ("api", "K huge", lambda: search(student_steps=10**12), ERROR),
+    ("api", "K = N compat", lambda: search(student_steps=10, mode="compat"), ERROR),
+    ("api", "teacher_steps 0", lambda: search(teacher_steps=0), ERROR),
+    ("api", "teacher_steps float", lambda: search(teacher_steps=10.0), ERROR),
+    ("api", "norm 1.5", lambda: len(search(norm=1.5, mode="exact").schedule) == 3, True),
+    ("api", "norm -inf", lambda: search(norm=-math.inf), ERROR),
+    ("api", "norm complex", lambda: search(norm=2j), ERROR),
+    ("api", "channels 0", lambda: search(channels=0), ERROR),
+    ("api", "channels '2x'", lambda: search(channels="2x"), ERROR),
+    ("api", "frames on 3-D latent", lambda: search(frames=1), ERROR),
+    ("api", "mode None", lambda: search(mode=None), ERROR),
+    ("api", "aggregate median for auto", lambda: search(aggregate="median"), ERROR),
+    ("api", "objective for teacher 'min'", lambda: search(mode="teacher", objective="min"), ERROR),
+    ("api", "max_batch -5", lambda: search(max_batch=-5), ERROR),
+    ("api", "seed string", lambda: search(seed="x", mode="exact"), ERROR),
+    ("api", "checkpoint is a folder", lambda: search(mode="exact", checkpoint=TMP), ERROR),
+    ("api", "checkpoint in missing folder", lambda: search(mode="exact", checkpoint=TMP / "no" / "c"), ERROR),
+    ("api", "resume without checkpoint", lambda: search(mode="exact", resume=True), ERROR),
+    ("api", "process group without init", lambda: search(process_group="world"), ERROR),
+    ("api", "free_start with teacher", lambda: search(mode="teacher", free_start=True), ERROR),
+    # ---------------------------------------------------------------- native API: tensors and models
+    ("api", "z 1-D", lambda: search(z=torch.zeros(5)), ERROR),
+    ("api", "z int", lambda: search(z=torch.zeros(2, *SHAPE, dtype=torch.int32)), ERROR),
+    ("api", "z empty batch", lambda: search(z=torch.zeros(0, *SHAPE)), ERROR),
+    ("api", "z with inf", lambda: search(z=torch.full((2, *SHAPE), math.inf)), ERROR),
+    ("api", "z a list", lambda: search(z=[[0.0]]), ERROR),
+    ("api", "z wrong shape for the model", lambda: search(z=torch.zeros(2, 3, 3)), ERROR),
+    ("api", "cond wrong length", lambda: search(cond=torch.tensor([1, 2, 3])), ERROR),
+    ("api", "grid not starting at 0", lambda: search(model=Model(torch.linspace(0.1, 1, 11).double())), ERROR),
+    ("api", "grid decreasing", lambda: search(model=Model(torch.linspace(1, 0, 11).double())), ERROR),
+    ("api", "grid with NaN", lambda: search(model=Model(torch.tensor([0, float("nan"), 1.0]))), ERROR),
+    ("api", "grid 2-D", lambda: search(model=Model(torch.zeros(2, 3))), ERROR),
+    ("api", "grid of one point", lambda: search(model=Model(torch.zeros(1))), ERROR),
+    ("api", "grid a list", lambda: len(search(model=Model([i / 10 for i in range(11)]), mode="exact").schedule) == 3,
+     True),
+    ("api", "grid strided", lambda: expect_search(model=Model(torch.linspace(0, 1, 21).double()[::2])), True),
+    ("api", "grid float32", lambda: expect_search(model=Model(torch.linspace(0, 1, 11))), True),
+    ("api", "z strided", lambda: expect_search(z=noise(4)[::2]), True),
+    ("api", "z channels-last", lambda: expect_search(z=noise().permute(0, 2, 1, 3).contiguous().permute(0, 2, 1, 3)),
+     True),
+    ("api", "z float64", lambda: expect_search(z=noise().double()), True),
+    ("api", "model returns int", lambda: search(model=Model(out=lambda v: v.long())), ERROR),
+    ("api", "model returns complex", lambda: search(model=Model(out=lambda v: v.to(torch.complex64))), ERROR),
+    ("api", "model returns wrong shape", lambda: search(model=Model(out=lambda v: v[:, :1])), ERROR),
+    ("api", "model returns a list", lambda: search(model=Model(out=lambda v: [v])), ERROR),
+    ("api", "model returns NaN", lambda: search(model=Model(out=lambda v: v * math.nan)), ERROR),
+    ("api", "model without fm_steps", lambda: oss_fast.search(lambda *a: a[0], noise(), student_steps=2), ERROR),
+    ("api", "per-sample kwarg wrong length",
+     lambda: search(model_kwargs={"a": torch.ones(3)}, per_sample_kwargs=["a"]), ERROR),
+    # ---------------------------------------------------------------- sample and drop-ins
+    ("sample", "steps descending", lambda: oss_fast.sample(mixture(), noise(), [5, 2]), ERROR),
+    ("sample", "steps out of range", lambda: oss_fast.sample(mixture(), noise(), [3, 11]), ERROR),
+    ("sample", "steps with 0", lambda: oss_fast.sample(mixture(), noise(), [0, 3]), ERROR),
+    ("sample", "steps empty", lambda: oss_fast.sample(mixture(), noise(), []), ERROR),
+    ("sample", "schedule of another grid",
+     lambda: oss_fast.sample(mixture(), noise(), Schedule.from_indices([2, 5], grid=mixture(20).fm_steps)), ERROR),
+    ("sample", "amp without min", lambda: oss_fast.sample(mixture(), noise(), [2, 5], max_amp=[1] * 10), ERROR),
+    ("dropin", "batch_size wrong", lambda: oss_fast.search_OSS(mixture(), noise(), 3, None, "cpu", 10, 3), ERROR),
+    ("dropin", "K > N published",
+     lambda: oss_fast.search_OSS(mixture(), noise(), 2, None, "cpu", 10, 12) ==
+     ref.search(mixture(), noise(), student_steps=12, mode="compat", float32=False), True),
+    ("dropin", "teacher prefix published", lambda: prefix_case(), True),
+    ("dropin", "cal_medium int64 max", lambda: oss_fast.cal_medium([[2**63 - 1], [2**63 - 1]]) == [2**63 - 1], True),
+    ("dropin", "cal_medium ragged", lambda: oss_fast.cal_medium([[1, 2], [3]]), ERROR),
+    ("dropin", "cal_medium empty", lambda: oss_fast.cal_medium([]), ERROR),
+    ("dropin", "cal_medium floats", lambda: oss_fast.cal_medium([[1.5, 2.5]]), ERROR),
+    # ---------------------------------------------------------------- dp front and compiled module
+    ("dp", "level_update strided best", lambda: dp.level_update("exact", f64(1, 6)[:, ::2], i64(1, 3, 3), 0,
+                                                                 f64(1, 1, 3), i64(1, 1)), ERROR),
+    ("dp", "reduce on a meta tensor", lambda: dp.reduce_candidates(torch.zeros(1, 1, 3, dtype=torch.float64,
+                                                                               device="meta"), i64(1, 1)), ERROR),
+    ("dp", "kstep K huge", lambda: dp.kstep_path(f64(1, 4, 4), 10**9), ERROR),
+    ("dp", "median huge S view", lambda: dp.median_steps(i64(1, 3).expand(10**6, 3)), ERROR),
+    ("dp", "traceback of a 4-D from", lambda: dp.traceback(i64(1, 2, 3, 4)), ERROR),
+    ("_C", "reduce with ints", lambda: _C.cpu.reduce_candidates(1, 2, 1, 1, 1, 3, 4), ERROR),
+    ("_C", "reduce with None", lambda: _C.cpu.reduce_candidates(None, None, 1, 1, 1, None, None), ERROR),
+    ("_C", "level_update huge J", lambda: _C.cpu.level_update(0, *(cap(f64(1, 3)), cap(i64(1, 3)), cap(f64(1, 3)),
+                                                                    cap(i64(1, 3, 3))),
+                                                              cap(torch.zeros(1, 3, dtype=torch.uint8)), 1, 2**40, 2,
+                                                              0), ERROR),
+    ("_C", "traceback K near int64 max", lambda: _C.cpu.traceback(cap(i64(1, 3, 3)), 1, 2**63 - 1, 3,
+                                                                    cap(i64(1, 2))), ERROR),
+    ("_C", "kstep negative G", lambda: _C.cpu.kstep_path(cap(f64(1, 3, 3)), -1, 3, 2, 0, cap(i64(1, 2)),
+                                                          cap(f64(1))), ERROR),
+    ("_C", "kstep J overflow", lambda: _C.cpu.kstep_path(cap(f64(1, 3, 3)), 1, 2**33, 2, 0, cap(i64(1, 2)),
+                                                          cap(f64(1))), ERROR),
+    ("_C", "median on a float tensor", lambda: _C.cpu.median_steps(cap(f64(2, 2)), 2, 2, cap(i64(2))), ERROR),
+    ("_C", "median out too small", lambda: _C.cpu.median_steps(cap(i64(2, 2)), 2, 2, cap(i64(1))), ERROR),
+    ("_C", "costs with a consumed capsule", lambda: _C.cpu.euler_costs_f32(*(cap(torch.zeros(1)),) * 6, 1, 1, 1, 2,
+                                                                           1, 2, None, cap(torch.zeros(1))), ERROR),
+    ("_C", "costs huge D", lambda: _C.cpu.euler_costs_f32(cap(torch.zeros(1, 4)), cap(torch.zeros(1, 4)),
+                                                          cap(torch.zeros(2, 1, 4)), cap(i64(1)), cap(i64(1) + 1),
+                                                          cap(f64(3)), 1, 2**40, 2, 3, 1, 2, None, cap(f64(1, 2))),
+     ERROR),
+    # ---------------------------------------------------------------- cost op front
+    ("ops", "row_grid expanded", lambda: euler_costs(torch.zeros(4, 8), torch.zeros(4, 8), torch.zeros(3, 1, 8),
+                                                     i64(1).expand(4), (i64(1) + 2).expand(4),
+                                                     torch.linspace(0, 1, 3).double()).shape == (4, 3), True),
+    ("ops", "row_grid too large", lambda: euler_costs(torch.zeros(2, 8), torch.zeros(2, 8), torch.zeros(3, 1, 8),
+                                                      i64(2), i64(2) + 5, torch.linspace(0, 1, 3).double()), ERROR),
+    ("ops", "row_sample negative", lambda: euler_costs(torch.zeros(2, 8), torch.zeros(2, 8), torch.zeros(3, 1, 8),
+                                                       i64(2) - 1, i64(2) + 1, torch.linspace(0, 1, 3).double()),
+     ERROR),
+    ("ops", "int latents", lambda: euler_costs(i64(2, 8), i64(2, 8), i64(3, 1, 8), i64(2), i64(2) + 1,
+                                               torch.linspace(0, 1, 3).double()), ERROR),
+    ("ops", "s float32", lambda: euler_costs(torch.zeros(2, 8), torch.zeros(2, 8), torch.zeros(3, 1, 8), i64(2),
+                                             i64(2) + 1, torch.linspace(0, 1, 3)), ERROR),
+    # ---------------------------------------------------------------- files
+    ("schedule", "NaN sigma", lambda: Schedule.load(schedule_file('{"format": "oss_fast.schedule/1", '
+                                                                  '"sigmas": [NaN, 0]}')), ERROR),
+    ("schedule", "negative index", bad_schedule(indices=[-1, 3]), ERROR),
+    ("schedule", "bool index", bad_schedule(indices=[True, 3]), ERROR),
+    ("schedule", "float index", bad_schedule(indices=[1.0, 3]), ERROR),
+    ("schedule", "huge index", bad_schedule(indices=[1, 10**40]), ERROR),
+    ("schedule", "indices vs sigmas", bad_schedule(indices=[2, 3]), ERROR),
+    ("schedule", "grid non-monotone", bad_schedule(grid=[0, 0.5, 0.25, 0.75, 1]), ERROR),
+    ("schedule", "sigmas as dict", bad_schedule(sigmas={"a": 1}), ERROR),
+    ("schedule", "sigmas as string", bad_schedule(sigmas="0.5, 0"), ERROR),
+    ("schedule", "metadata a string", bad_schedule(metadata="x"), ERROR),
+    ("schedule", "timesteps wrong length", bad_schedule(timesteps=[1.0]), ERROR),
+    ("schedule", "sigma above 1", bad_schedule(sigmas=[1.5, 0.25, 0.0], indices=None, grid=None), ERROR),
+    ("schedule", "top-level string", lambda: Schedule.load(schedule_file('"hello"')), ERROR),
+    ("schedule", "empty file", lambda: Schedule.load(schedule_file("")), ERROR),
+    ("schedule", "binary file", lambda: Schedule.load(schedule_file("\x00\x01\xff")), ERROR),
+    ("schedule", "deeply nested", lambda: Schedule.load(schedule_file("[" * 50000 + "]" * 50000)), ERROR),
+    ("schedule", "a folder", lambda: Schedule.load(TMP), ERROR),
+    ("schedule", "good one", lambda: Schedule.load(schedule_file(json.dumps(GOOD_SCHEDULE))).indices == [1, 3], True),
+    # ---------------------------------------------------------------- CLI
+    ("cli", "samples 0", lambda: cli("search", "--samples", "0"), ERROR),
+    ("cli", "eval-samples -1", lambda: cli("search", "--eval-samples", "-1"), ERROR),
+    ("cli", "max-batch 0", lambda: cli("search", "--max-batch", "0"), ERROR),
+    ("cli", "shift 0", lambda: cli("search", "--shift", "0"), ERROR),
+    ("cli", "shift inf", lambda: cli("search", "--shift", "inf"), ERROR),
+    ("cli", "teacher-steps word", lambda: cli("search", "--teacher-steps", "ten"), ERROR),
+    ("cli", "abbreviated option", lambda: cli("search", "--teacher", "10"), ERROR),
+    ("cli", "device gpu", lambda: cli("search", "--device", "gpu"), ERROR),
+    ("cli", "device cuda on CPU", lambda: cli("search", "--device", "cuda"), ERROR),
+    ("cli", "out is a file", lambda: cli("search", "--out", __file__), ERROR),
+    ("cli", "checkpoint is a folder", lambda: cli("search", "--checkpoint", str(TMP)), ERROR),
+    ("cli", "compat K = N", lambda: cli("search", "--model", "gaussian_mixture", "--teacher-steps", "8",
+                                        "--student-steps", "8", "--mode", "compat"), ERROR),
+    ("cli", "exact K > N", lambda: cli("search", "--model", "gaussian_mixture", "--teacher-steps", "8",
+                                       "--student-steps", "9", "--mode", "exact"), ERROR),
+    ("cli", "factory raising", lambda: cli("search", "--model", "json:loads"), ERROR),
+    ("cli", "module with spaces", lambda: cli("search", "--model", "no such:x"), ERROR),
+    ("cli", "sample: bad schedule", lambda: cli("sample", "--schedule", str(schedule_file("[1]"))), ERROR),
+    ("cli", "sample: missing schedule", lambda: cli("sample", "--schedule", str(TMP / "none.json")), ERROR),
+    ("cli", "compare: no schedules", lambda: cli("compare"), ERROR),
+    ("cli", "quality: unknown model", lambda: cli("quality", "--models", "x"), ERROR),
+    ("cli", "mode auto", lambda: "schedule (grid indices)" in cli(
+        "search", "--model", "gaussian_mixture", "--teacher-steps", "8", "--student-steps", "3", "--samples", "2",
+        "--mode", "auto", "--no-compare", "--no-progress", "--out", str(TMP / "auto")), True),
+]
+
+
+def run_case(case, conn):
+    _, _, fn, expected = case
+    try:
+        result = fn()
+    except (ValueError, TypeError, FloatingPointError) as err:
+        one_line = str(err) and "\n" not in str(err).strip()
+        conn.send(("error" if expected == ERROR and one_line else "wrong" if one_line else "traceback",
+                   f"{type(err).__name__}: {str(err)[:160]}"))
+        return
+    except BaseException as err:  # noqa: BLE001 - every other exception is a finding
+        conn.send(("traceback", "".join(traceback.format_exception_only(type(err), err)).strip()[:300]))
+        return
+    if expected == ERROR:
+        conn.send(("wrong", f"returned {str(result)[:120]} where an error was due"))
+    else:
+        conn.send(("right" if result == expected else "wrong", f"returned {str(result)[:120]}"))
+
+
+def main() -> int:
+    counts = {k: 0 for k in ("error", "right", "wrong", "traceback", "crash", "hang")}
+    ctx = mp.get_context("fork")
+    for case in CASES:
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=run_case, args=(case, child))
+        proc.start()
+        proc.join(300)
+        if proc.is_alive():
+            proc.kill()
+            outcome, detail = "hang", "still running after 300 s"
+        elif parent.poll():
+            outcome, detail = parent.recv()
+        else:
+            outcome, detail = "crash", f"exit code {proc.exitcode}"
+        counts[outcome] += 1
+        if outcome not in ("error", "right"):
+            print(f"{outcome:9s} {case[0]:9s} {case[1]}: {detail}")
+    print(f"{len(CASES)} cases: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0 if counts["wrong"] + counts["traceback"] + counts["crash"] + counts["hang"] == 0 else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    sys.exit(main())
