@@ -97,6 +97,14 @@ void check_objective(int objective) {
   if (objective != kSum && objective != kMax) fail("objective must be 0 (sum) or 1 (max), got " + std::to_string(objective));
 }
 
+// The rows' samples in [0, B) and grid indices in [1, S) (the kernels index with them).
+void check_rows(const int64_t* sample, const int64_t* grid, int64_t R, int64_t B, int64_t S) {
+  for (int64_t r = 0; r < R; ++r) {
+    if (sample[r] < 0 || sample[r] >= B) fail("row_sample values must lie in [0, B)");
+    if (grid[r] < 1 || grid[r] >= S) fail("row_grid values must lie in [1, S)");
+  }
+}
+
 // Runs on_cpu(), or on_cuda(stream) for the CUDA twin, with the GIL released. on_cuda is a generic
 // lambda: without CUDA it is never instantiated, so the twin's symbols are never referenced.
 template <typename OnCpu, typename OnCuda>
@@ -221,10 +229,7 @@ void def_euler_costs(py::module_& m) {
     auto sp = address<const double>("s", s, S, dev);
     auto op = address<double>("out", out, elements("out", {R, J}), dev);
     const double* bp = bound.is_none() ? nullptr : address<const double>("bound", bound, elements("bound", {B, J}), dev);
-    for (int64_t r = 0; r < R; ++r) {
-      if (sample[r] < 0 || sample[r] >= B) fail("row_sample values must lie in [0, B)");
-      if (grid[r] < 1 || grid[r] >= S) fail("row_grid values must lie in [1, S)");
-    }
+    check_rows(sample, grid, R, B, S);
     py::gil_scoped_release release;
     oss_fast::cpu::euler_costs_f32(xp, vp, tp, sample, grid, sp, R, D, J, B, norm, bp, op);
   };
@@ -235,6 +240,36 @@ void def_euler_costs(py::module_& m) {
         "bound [B, J] (None = none): pairs already >= their bound may report +inf.");
 }
 
+void def_combo_costs(py::module_& m) {
+  auto body = [](Buffer x, Buffer v, Buffer hist, Buffer coef, Buffer targets, Buffer row_sample, Buffer row_grid,
+                 int64_t R, int64_t D, int64_t J, int64_t B, int64_t H, int norm, Buffer bound, Buffer out) {
+    check_size("R", R, 0);
+    check_size("D", D, 1);
+    check_size("J", J, 1);
+    check_size("B", B, 1);
+    check_size("H", H, 0, 8);
+    if (norm != 1 && norm != 2) fail("norm must be 1 or 2, got " + std::to_string(norm));
+    const Device dev = Device::kCpu;
+    auto xp = address<const float>("x", x, elements("x", {R, D}), dev);
+    auto vp = address<const float>("v", v, elements("v", {R, D}), dev);
+    auto hp = address<const double>("hist", hist, elements("hist", {R, H, D}), dev);
+    auto cp = address<const double>("coef", coef, elements("coef", {R, J, 2 + H}), dev);
+    auto tp = address<const float>("targets", targets, elements("targets", {J, B, D}), dev);
+    auto sample = address<const int64_t>("row_sample", row_sample, R, dev);
+    auto grid = address<const int64_t>("row_grid", row_grid, R, dev);
+    auto op = address<double>("out", out, elements("out", {R, J}), dev);
+    const double* bp = bound.is_none() ? nullptr : address<const double>("bound", bound, elements("bound", {B, J}), dev);
+    check_rows(sample, grid, R, B, INT64_MAX);
+    py::gil_scoped_release release;
+    oss_fast::cpu::combo_costs_f32(xp, vp, hp, cp, tp, sample, grid, R, D, J, B, H, norm, bp, op);
+  };
+  m.def("combo_costs_f32", body, py::arg("x"), py::arg("v"), py::arg("hist"), py::arg("coef"), py::arg("targets"),
+        py::arg("row_sample"), py::arg("row_grid"), py::arg("R"), py::arg("D"), py::arg("J"), py::arg("B"),
+        py::arg("H"), py::arg("norm"), py::arg("bound"), py::arg("out"),
+        "Multistep jump costs [R, J]: the float64 combination of x, v [R, D] and hist [R, H, D] with "
+        "coef [R, J, 2 + H], rounded to float32, against targets [J, B, D].");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -242,6 +277,7 @@ PYBIND11_MODULE(_C, m) {
   py::module_ cpu = m.def_submodule("cpu", "CPU implementations");
   def_all(cpu, Device::kCpu);
   def_euler_costs(cpu);
+  def_combo_costs(cpu);
 #if OSS_FAST_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA twins (CUDA tensors, explicit stream)");
   def_all(cuda, Device::kCuda);

@@ -17,5 +17,13 @@ void euler_costs_f32(const float* x, const float* v, const float* targets, const
                      const int64_t* row_grid, const double* s, int64_t R, int64_t D, int64_t J,
                      int64_t B, int norm, const double* bound, double* out);
 
+// The multistep twin (DESIGN §3.5): the jump's result is a linear combination of the row's vectors,
+//   x_j = round_to_f32(((c[r,j,0] x[r] + c[r,j,1] v[r]) + c[r,j,2] h[r,0]) + ...)   (float64, in this order)
+// with per-pair coefficients c [R, J, 2 + H] and history vectors h [R, H, D] (float64); the cost is
+// then taken as above (difference in float32, sum in float64). Targets j >= grid[r] get +inf.
+void combo_costs_f32(const float* x, const float* v, const double* hist, const double* coef,
+                     const float* targets, const int64_t* row_sample, const int64_t* row_grid, int64_t R,
+                     int64_t D, int64_t J, int64_t B, int64_t H, int norm, const double* bound, double* out);
+
 }  // namespace cpu
 }  // namespace oss_fast

@@ -12,8 +12,8 @@ from .engine.inputs import SampleInputs
 from .engine.options import check_options, model_grid
 from .engine.search import Engine
 from .engine.stats import SearchStats
-from .ops import euler_rows
 from .schedule import Schedule
+from .solvers import Trajectory, get_solver
 
 
 @dataclass
@@ -28,6 +28,11 @@ class SearchResult:
     mode: str  # the mode that produced the steps (for "auto": the one it chose)
     aggregate: str
     teacher_steps: int
+    solver: str = "euler"  # the sampler the schedule was searched for
+    # per entry of steps: the cost the DP recorded for reaching grid index 0 (mode exact: the
+    # error of sampling along that path on its noises; compat: a trace can differ from it; teacher:
+    # the path objective)
+    costs: list | None = None
 
 
 @torch.no_grad()
@@ -36,8 +41,8 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
            random_channels: bool = False, seed: int = 0, float32: bool = True, max_batch: int | None = None,
            model_kwargs: dict | None = None, per_sample_kwargs=None, free_start: bool = False,
            objective: str = "sum", progress: bool = True, checkpoint=None, resume: bool = False,
-           process_group=None) -> SearchResult:
-    """Find the K grid indices a K-step Euler student should visit (DESIGN §3).
+           process_group=None, solver: str = "euler") -> SearchResult:
+    """Find the K grid indices a K-step student with the given solver should visit (DESIGN §3, §3.5).
 
     model: a velocity model `model(x, t, cond, kwargs)` with `model.fm_steps` (DESIGN §2).
     z: initial noises [B, ...]; cond: per-sample conditioning (first dimension B) or shared.
@@ -63,11 +68,15 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
         not exist yet) and a checkpoint from other inputs or options is refused.
     process_group: with torch.distributed initialised (e.g. under torchrun), the model calls are
         shared by the ranks of this group (default: the world); every rank returns the same result.
+    solver: the sampler the schedule is for: "euler" (the published search), or a multistep solver
+        "ab2" (k-diffusion/ComfyUI lms at order 2), "dpmpp_2m" or "unipc" (as diffusers runs them on
+        flow sigmas). A state carries the solver history of the predecessor that reached it, so the
+        model calls are those of the Euler search; the aggregation defaults to "joint" for them.
     """
     opts = check_options(model, z, student_steps=student_steps, teacher_steps=teacher_steps, mode=mode,
                          aggregate=aggregate, norm=norm, channels=channels, frames=frames,
                          random_channels=random_channels, seed=seed, float32=float32, max_batch=max_batch,
-                         free_start=free_start, objective=objective, progress=progress)
+                         free_start=free_start, objective=objective, progress=progress, solver=solver)
     if mode == "auto" and checkpoint is not None:
         raise ValueError("checkpoints need a single mode: choose mode='compat', 'exact' or 'teacher'")
     if resume and checkpoint is None:
@@ -97,9 +106,9 @@ def _execute(model, z, cond, opts, model_kwargs, per_sample_kwargs=None, checkpo
     if checkpoint is not None:
         key = fingerprint(model, z, cond, model_kwargs, model_grid(model), opts)
         saver = Checkpoint(checkpoint, key, write=comm.rank == 0)
-    paths, schedule, mode, aggregate, stats = Engine(model, z, inputs, opts, comm, saver, resume).run()
+    paths, costs, schedule, mode, aggregate, stats = Engine(model, z, inputs, opts, comm, saver, resume).run()
     return SearchResult(steps=paths, schedule=schedule, stats=stats, mode=mode, aggregate=aggregate,
-                        teacher_steps=opts.teacher_steps)
+                        teacher_steps=opts.teacher_steps, solver=opts.solver, costs=costs)
 
 
 def schedule_steps(schedule: Schedule, grid: torch.Tensor) -> list[int]:
@@ -115,17 +124,20 @@ def schedule_steps(schedule: Schedule, grid: torch.Tensor) -> list[int]:
 
 
 @torch.no_grad()
-def sample(model, z: torch.Tensor, steps, cond=None, *, float32: bool = True, model_kwargs: dict | None = None,
-           max_amp=None, min_amp=None) -> torch.Tensor:
-    """Euler from the noise z along [0] + steps, last index first (DESIGN §3.4).
+def sample(model, z: torch.Tensor, steps, cond=None, *, solver: str | None = None, float32: bool = True,
+           model_kwargs: dict | None = None, max_amp=None, min_amp=None) -> torch.Tensor:
+    """The solver from the noise z along [0] + steps, last index first (DESIGN §3.4, §3.5).
 
     steps: grid indices (ascending, as a search returns them) or a Schedule made on the model's grid.
+    solver: "euler", "ab2", "dpmpp_2m" or "unipc" (default: the Schedule's solver, else Euler).
     With max_amp/min_amp (sequences indexed by grid index - 1), each sample's 5% and 95% quantiles
     are mapped affinely onto min_amp[i-1], max_amp[i-1] before the call at grid index i.
     """
     s = model_grid(model)
     if isinstance(steps, Schedule):
+        solver = solver or steps.solver
         steps = schedule_steps(steps, s)
+    solver = get_solver(solver or "euler")
     steps = [int(i) for i in steps]
     # non-decreasing: compat schedules with K > N repeat indices (a zero-length step)
     if not steps or any(b < a for a, b in zip([1] + steps, steps)) or steps[-1] >= s.numel():
@@ -137,6 +149,7 @@ def sample(model, z: torch.Tensor, steps, cond=None, *, float32: bool = True, mo
     cond, kwargs = inputs.rows(torch.arange(B, device=z.device))
     s = s.to(z.device)
     path = [0] + steps
+    trajectory = Trajectory(solver, z, s[path[-1]], float32)
     x = z
     for n in range(len(path) - 1, 0, -1):
         i, j = path[n], path[n - 1]
@@ -147,7 +160,7 @@ def sample(model, z: torch.Tensor, steps, cond=None, *, float32: bool = True, mo
             scale = (max_amp[i - 1] - min_amp[i - 1]) / (hi - lo)
             shift = min_amp[i - 1] - scale * lo
             view = (B,) + (1,) * (x.dim() - 1)
-            x = scale.reshape(view) * x + shift.reshape(view)
+            x = trajectory.x = scale.reshape(view) * x + shift.reshape(view)
         v = model(x, torch.full((B,), i, dtype=torch.long, device=z.device), cond, kwargs)
-        x = euler_rows(x, v, (s[j] - s[i]).expand(B), float32)
+        x = trajectory.step(v, s[j])
     return x

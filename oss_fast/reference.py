@@ -25,6 +25,7 @@ import torch
 
 MODES = ("compat", "exact", "teacher")
 AGGREGATES = ("per_sample", "median", "joint")
+SOLVERS = ("euler", "ab2", "dpmpp_2m", "unipc")
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -118,6 +119,90 @@ def median(steps_per_sample: list[list[int]]) -> list[int]:
     return out
 
 
+# ----------------------------------------------------------------------------- multistep solvers
+#
+# A sampler state: the sample x the model sees at time s, and what the solver remembers of earlier
+# steps, kept the way the samplers keep it (k-diffusion: past derivatives; diffusers: past data
+# predictions `m`, UniPC's last corrected sample and order). One step evaluates v = model(x, s) and
+# goes to time t; every formula below is the sampler's own, in Python floats and float64 tensors.
+
+def start_state(x, s):
+    return dict(x=x, s=s, steps=0, ms=[], ds=[], last=None, order=1, times=[])
+
+
+def _lam(s):
+    return -math.inf if s >= 1 else (math.inf if s <= 0 else math.log(1 - s) - math.log(s))
+
+
+def _dpm_update(x, s, t, m0, m1, s1, order):
+    """diffusers DPMSolverMultistepScheduler (dpmsolver++, midpoint) on flow sigmas."""
+    a_t, sg_t, sg_s = 1 - t, t, s
+    h = _lam(t) - _lam(s)
+    e = 0.0 if t <= 0 or s >= 1 else math.exp(-h)
+    if order == 1:
+        return (sg_t / sg_s) * x - (a_t * (e - 1.0)) * m0
+    r0 = (_lam(s) - _lam(s1)) / h
+    d1 = (1.0 / r0) * (m0 - m1)
+    return (sg_t / sg_s) * x - (a_t * (e - 1.0)) * m0 - 0.5 * (a_t * (e - 1.0)) * d1
+
+
+def _unic(last, s_last, s, m_prev, m_prev2, s_prev2, m_this, order):
+    """diffusers UniPCMultistepScheduler.multistep_uni_c_bh_update (bh2, predict_x0) on flow sigmas."""
+    h = _lam(s) - _lam(s_last)
+    hh = -h
+    h_phi_1 = math.expm1(hh)
+    b_h = math.expm1(hh)
+    k = h_phi_1 / hh - 1
+    b = [k / b_h]
+    k = k / hh - 0.5
+    b.append(k * 2 / b_h)
+    x_c = s / s_last * last - (1 - s) * h_phi_1 * m_prev
+    if order == 1:
+        return x_c - (1 - s) * b_h * (0.5 * (m_this - m_prev))
+    r1 = (_lam(s_prev2) - _lam(s_last)) / h
+    rho = np.linalg.solve(np.array([[1.0, 1.0], [r1, 1.0]]), np.array(b))
+    d1 = (m_prev2 - m_prev) / r1
+    return x_c - (1 - s) * b_h * (float(rho[0]) * d1 + float(rho[1]) * (m_this - m_prev))
+
+
+def solver_step(solver, st, v, t):
+    """The state after one step of `solver` from state st (time st["s"]) with velocity v to time t."""
+    x, s = st["x"].double(), st["s"]
+    v = v.double()
+    new = dict(st, s=t, steps=st["steps"] + 1, times=[s] + st["times"])
+    if solver == "euler":
+        out = x + (t - s) * v
+    elif solver == "ab2":  # k-diffusion sample_lms(order=2) on flow sigmas: d = v
+        if st["steps"] == 0:
+            out = x + (t - s) * v
+        else:
+            h, hp = t - s, s - st["times"][0]
+            out = x + (h + h * h / (2 * hp)) * v - (h * h / (2 * hp)) * st["ds"][0]
+        new["ds"] = [v]
+    elif solver == "dpmpp_2m":
+        m0 = x - s * v
+        order = 1 if st["steps"] == 0 or t <= 0 else 2
+        out = _dpm_update(x, s, t, m0, st["ms"][0] if st["ms"] else None, st["times"][0] if st["times"] else None,
+                          order)
+        new["ms"] = [m0]
+    elif solver == "unipc":
+        one = 1 - 1e-6  # diffusers moves a first sigma of 1 there
+        s_c, t_c = min(s, one), min(t, one)
+        m0 = x - s_c * v
+        if st["steps"] > 0:  # the corrector, with the previous step's order
+            times = [min(u, one) for u in st["times"]]
+            x = _unic(st["last"], times[0], s_c, st["ms"][0], st["ms"][1] if len(st["ms"]) > 1 else None,
+                      times[1] if len(times) > 1 else None, m0, st["order"])
+        order = 1 if st["steps"] == 0 or t <= 0 else 2
+        out = _dpm_update(x, s_c, t_c, m0, st["ms"][0] if st["ms"] else None,
+                          min(st["times"][0], one) if st["times"] else None, order)
+        new.update(last=x, order=order, ms=[m0] + st["ms"][:1])
+    else:
+        raise ValueError(f"unknown solver {solver!r}")
+    new["x"] = out.to(st["x"].dtype)
+    return new
+
+
 # ----------------------------------------------------------------------------- DP primitives
 
 def reduce_candidates(costs, cand):
@@ -201,9 +286,12 @@ def _check(model, z, student_steps, mode, aggregate):
 @torch.no_grad()
 def search(model, z, cond=None, *, student_steps, mode="compat", aggregate="per_sample", norm=2,
            channels="all", frames="all", random_channels=False, seed=0, float32=True,
-           model_kwargs=None, free_start=False, objective="sum"):
-    """DESIGN §3. Returns a list of steps per sample (aggregate="per_sample") or one list."""
+           model_kwargs=None, free_start=False, objective="sum", solver="euler"):
+    """DESIGN §3. Returns a list of steps per sample (aggregate="per_sample") or one list. With a
+    multistep solver (§3.5) a state carries the solver history of the predecessor that reached it."""
     N = _check(model, z, student_steps, mode, aggregate)
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}")
     K = student_steps
     B = z.shape[0]
     s = grid(model)
@@ -214,6 +302,14 @@ def search(model, z, cond=None, *, student_steps, mode="compat", aggregate="per_
     def sample_cost(x, b, j, level):
         chans = channel_indices(channels, z.shape[1], level, random_channels, seed)
         return cost(x, T[j][b], norm, chans, frame_sel)
+
+    if mode == "teacher" and solver != "euler":
+        per_sample = [_teacher_pair_costs(T, V, s, b, solver) for b in range(B)]
+        if aggregate == "joint":
+            C = {key: sum(c[key] for c in per_sample) / B for key in per_sample[0]}
+            return pair_kstep_path(C, N, K, objective)[0]
+        paths = [pair_kstep_path(c, N, K, objective)[0] for c in per_sample]
+        return median(paths) if aggregate == "median" else paths
 
     if mode == "teacher":
         def teacher_costs(b):
@@ -232,17 +328,67 @@ def search(model, z, cond=None, *, student_steps, mode="compat", aggregate="per_
         return median(paths) if aggregate == "median" else paths
 
     groups = [list(range(B))] if aggregate == "joint" else [[b] for b in range(B)]
-    paths = [_search_group(model, z, cond, kwargs, s, K, mode, g, sample_cost, float32, free_start)
+    paths = [_search_group(model, z, cond, kwargs, s, K, mode, g, sample_cost, float32, free_start, solver)
              for g in groups]
     if aggregate == "joint":
         return paths[0]
     return median(paths) if aggregate == "median" else paths
 
 
-def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, float32, free_start):
+def _teacher_pair_costs(T, V, s, b, solver):
+    """{(p, j, i): mean squared error of the jump j -> i of a student on the teacher at j whose
+    previous step started on the teacher at p} (p = None: the first step, from N), in float64."""
+    N = len(s) - 1
+    costs = {}
+    for i in range(N):
+        x = solver_step(solver, start_state(T[N][b].double(), s[N]), V[N][b], s[i])["x"]
+        costs[(None, N, i)] = float(((x - T[i][b].double()) ** 2).mean())
+    for p in range(N, 1, -1):
+        for j in range(p - 1, 0, -1):
+            state = solver_step(solver, start_state(T[p][b].double(), s[p]), V[p][b], s[j])
+            state["x"] = T[j][b].double()  # the student is on the teacher at j, with the history from p
+            for i in range(j):
+                x = solver_step(solver, state, V[j][b], s[i])["x"]
+                costs[(p, j, i)] = float(((x - T[i][b].double()) ** 2).mean())
+    return costs
+
+
+def pair_kstep_path(C, N: int, K: int, objective: str = "sum"):
+    """Shortest path of exactly K jumps from N to 0 where a jump's cost C[(p, j, i)] depends on the
+    previous index p too. Ties: the larger previous index wins. Returns (path ascending, value)."""
+    def combine(a, c):
+        return a + c if objective == "sum" else max(a, c)
+
+    value = {(N, i): C[(None, N, i)] for i in range(N)}  # state (previous, current) after one jump
+    back = []
+    for _ in range(1, K):
+        new, arg = {}, {}
+        for (p, j), v in value.items():
+            for i in range(j):
+                c = combine(v, C[(p, j, i)])
+                key = (j, i)
+                if key not in new or c < new[key] or (c == new[key] and p > arg[key]):
+                    new[key], arg[key] = c, p
+        value = new
+        back.append(arg)
+    ends = [(v, p) for (p, j), v in value.items() if j == 0]
+    if not ends:
+        raise ValueError("no path of K finite-cost jumps")
+    best = min(v for v, _ in ends)
+    last = max(p for v, p in ends if v == best)
+    path, state = [last], (last, 0)
+    for arg in reversed(back):
+        previous = arg[state]
+        path.append(previous)
+        state = (previous, state[0])
+    return sorted(path), best
+
+
+def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, float32, free_start, solver):
     """One DP over a group of samples sharing every decision (one sample unless joint).
 
-    The cost of a jump is the mean over the group's samples of their costs.
+    The cost of a jump is the mean over the group's samples of their costs. state[i] is the solver
+    state of the group's rows at grid index i (for Euler its sample alone).
     """
     N = len(s) - 1
     B = z.shape[0]
@@ -250,10 +396,10 @@ def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, floa
     from_ = [[N] * (N + 1) for _ in range(K + 1)]
     # state[j] = the group's latents sitting at grid index j (one row per sample of the group).
     if mode == "compat" or free_start:
-        state = {i: z[samples] for i in range(N + 1)}
+        state = {i: start_state(z[samples], s[i]) for i in range(N + 1)}
         live = list(range(1, N + 1))
     else:
-        state = {N: z[samples]}
+        state = {N: start_state(z[samples], s[N])}
         live = [N]
     cond_g = rows_of(cond, samples, B)
     kwargs_g = kwargs_of(kwargs, samples, B)
@@ -263,19 +409,22 @@ def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, floa
             best = [math.inf] * (N + 1)
             state = {}
         for i in sorted(live, reverse=True):
-            x_i = cand[i]
+            x_i = cand[i]["x"]
             v = torch.cat([
                 model(x_i[r:r + 1], torch.tensor([i], dtype=torch.long, device=z.device),
                       rows_of(cond_g, [r], len(samples)), kwargs_of(kwargs_g, [r], len(samples)))
                 for r in range(len(samples))
             ])
             for j in range(i - 1, -1, -1):
-                x_j = euler(x_i, v, s[j] - s[i], float32)
-                c = sum(sample_cost(x_j[r], b, j, k) for r, b in enumerate(samples)) / len(samples)
+                if solver == "euler":
+                    st_j = dict(cand[i], x=euler(x_i, v, s[j] - s[i], float32), s=s[j])
+                else:
+                    st_j = solver_step(solver, cand[i], v, s[j])
+                c = sum(sample_cost(st_j["x"][r], b, j, k) for r, b in enumerate(samples)) / len(samples)
                 if c < best[j]:
                     best[j] = c
                     from_[k][j] = i
-                    state[j] = x_j
+                    state[j] = st_j
         if mode == "compat":
             from_[k + 1] = list(from_[k])
         else:
@@ -284,17 +433,24 @@ def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, floa
 
 
 @torch.no_grad()
-def sample(model, z, steps, cond=None, *, float32=True, model_kwargs=None, max_amp=None, min_amp=None):
-    """Euler along [0] + steps from the last index down (DESIGN §3.4), with optional amplitude
-    calibration: before each call, each sample's 5% and 95% quantiles are mapped affinely onto
-    min_amp[i-1] and max_amp[i-1] for the grid index i about to be evaluated."""
+def sample(model, z, steps, cond=None, *, float32=True, model_kwargs=None, max_amp=None, min_amp=None,
+           solver="euler"):
+    """The solver (Euler by default) along [0] + steps from the last index down (DESIGN §3.4), with
+    optional amplitude calibration (Euler): before each call, each sample's 5% and 95% quantiles are
+    mapped affinely onto min_amp[i-1] and max_amp[i-1] for the grid index i about to be evaluated."""
     s = grid(model)
     path = [0] + list(steps)
     B = z.shape[0]
     kwargs = model_kwargs or {}
     x = z
+    state = start_state(z, s[path[-1]])
     for n in range(len(path) - 1, 0, -1):
         i, j = path[n], path[n - 1]
+        if solver != "euler":
+            v = model(state["x"], torch.full((B,), i, dtype=torch.long, device=x.device), cond, kwargs)
+            state = solver_step(solver, state, v, s[j])
+            x = state["x"]
+            continue
         if max_amp is not None:
             flat = x.reshape(B, -1)
             hi = torch.quantile(flat, 0.95, dim=1)

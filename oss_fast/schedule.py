@@ -34,6 +34,9 @@ from .grid import describe_grid, grid_index, image_seq_len, scheduler_mu, snap_t
 
 FORMAT = "oss_fast.schedule/1"
 PARAMETERIZATIONS = ("flow", "ddpm")
+# the samplers a schedule can be for (oss_fast.solvers defines them; the names are kept here so that
+# a Schedule stays a plain value, and a test keeps the two lists equal)
+SOLVERS = ("euler", "ab2", "dpmpp_2m", "unipc")
 
 
 def _floats(values, name: str = "values") -> list[float]:
@@ -76,11 +79,12 @@ class Schedule:
     sigmas: K + 1 flow times, descending, the last 0.
     grid: the model's fm_steps (None if unknown). timesteps: the network's timestep at each of the
     K steps, descending (None if unknown). parameterization: "flow" or "ddpm" (how the sigmas map
-    to a scheduler's). metadata: free-form provenance, saved with the schedule.
+    to a scheduler's). metadata: free-form provenance, saved with the schedule. solver: the sampler
+    it was searched for and is sampled with ("euler", "ab2", "dpmpp_2m", "unipc").
     """
 
     def __init__(self, sigmas, indices=None, grid=None, timesteps=None, parameterization: str = "flow",
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, solver: str = "euler"):
         sigmas = _floats(sigmas, "sigmas")
         if len(sigmas) < 2 or sigmas[-1] != 0.0:
             raise ValueError(f"sigmas must hold K + 1 >= 2 values ending at 0, got {sigmas}")
@@ -111,11 +115,15 @@ class Schedule:
         self.grid = grid
         self.timesteps = timesteps
         self.parameterization = parameterization
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
         self.metadata = dict(metadata or {})
+        self.solver = solver
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_indices(cls, indices, model=None, *, grid=None, metadata=None, parameterization=None) -> "Schedule":
+    def from_indices(cls, indices, model=None, *, grid=None, metadata=None, parameterization=None,
+                     solver: str = "euler") -> "Schedule":
         """From grid indices (ascending, as a search returns them) on a model's grid (or a given
         grid). A model wrapper may add its network timesteps (model_timesteps) and its
         parameterization ("ddpm" for DiT)."""
@@ -131,7 +139,7 @@ class Schedule:
         meta = dict(model=getattr(model, "name", type(model).__name__) if model is not None else None,
                     grid=describe_grid(grid))
         meta.update(metadata or {})
-        return cls(sigmas, indices, grid, timesteps, parameterization, meta)
+        return cls(sigmas, indices, grid, timesteps, parameterization, meta, solver)
 
     @classmethod
     def from_search(cls, result, model, *, seeds=None, metadata=None) -> "Schedule":
@@ -140,10 +148,11 @@ class Schedule:
         meta = dict(teacher_steps=result.teacher_steps, student_steps=len(steps), mode=result.mode,
                     aggregation=result.aggregate, seeds=seeds)
         meta.update(metadata or {})
-        return cls.from_indices(steps, model, metadata=meta)
+        return cls.from_indices(steps, model, metadata=meta, solver=getattr(result, "solver", "euler"))
 
     @classmethod
-    def from_sigmas(cls, sigmas, grid=None, *, metadata=None, parameterization: str = "flow") -> "Schedule":
+    def from_sigmas(cls, sigmas, grid=None, *, metadata=None, parameterization: str = "flow",
+                    solver: str = "euler") -> "Schedule":
         """From flow times, descending (a final 0 is added if missing); indices are set when every
         nonzero sigma lies on the grid."""
         sigmas = _floats(sigmas)
@@ -155,14 +164,15 @@ class Schedule:
             found = [grid_index(grid, s) for s in sigmas[:-1]]
             if all(i is not None for i in found):
                 indices = found[::-1]
-        return cls(sigmas, indices, grid, None, parameterization, metadata)
+        return cls(sigmas, indices, grid, None, parameterization, metadata, solver)
 
     # ------------------------------------------------------------------ use
     def __len__(self) -> int:
         return len(self.sigmas) - 1
 
     def __repr__(self) -> str:
-        return f"Schedule(K={len(self)}, indices={self.indices}, sigmas={[round(s, 5) for s in self.sigmas]})"
+        return (f"Schedule(K={len(self)}, solver={self.solver}, indices={self.indices}, "
+                f"sigmas={[round(s, 5) for s in self.sigmas]})")
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Schedule) and self.to_dict() == other.to_dict()
@@ -174,23 +184,27 @@ class Schedule:
             raise ValueError(f"steps must be an int >= 1, got {steps!r}")
         meta = dict(self.metadata, interpolated_from=len(self))
         if steps == len(self):
-            return Schedule(self.sigmas, self.indices, self.grid, self.timesteps, self.parameterization, meta)
+            return Schedule(self.sigmas, self.indices, self.grid, self.timesteps, self.parameterization, meta,
+                            self.solver)
         log_sigmas = np.log(np.array(self.sigmas[:-1]))
         new = np.exp(np.interp(np.linspace(0, 1, steps), np.linspace(0, 1, len(log_sigmas)), log_sigmas))
-        return Schedule.from_sigmas(list(new), self.grid, metadata=meta, parameterization=self.parameterization)
+        return Schedule.from_sigmas(list(new), self.grid, metadata=meta, parameterization=self.parameterization,
+                                    solver=self.solver)
 
     def snap(self, grid=None) -> "Schedule":
         """The nearest schedule on a grid: each sigma moved to the closest grid point (distinct)."""
         if grid is None and self.grid is None:
             raise ValueError("no grid to snap to")
         grid = _floats(self.grid if grid is None else grid)
-        return Schedule.from_indices(snap_to_grid(grid, self.sigmas[:-1]), grid=grid, metadata=dict(self.metadata, snapped=True),
+        return Schedule.from_indices(snap_to_grid(grid, self.sigmas[:-1]), grid=grid, solver=self.solver,
+                                     metadata=dict(self.metadata, snapped=True),
                                      parameterization=self.parameterization)
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
-        return dict(format=FORMAT, indices=self.indices, sigmas=self.sigmas, timesteps=self.timesteps,
-                    grid=self.grid, parameterization=self.parameterization, metadata=self.metadata)
+        return dict(format=FORMAT, solver=self.solver, indices=self.indices, sigmas=self.sigmas,
+                    timesteps=self.timesteps, grid=self.grid, parameterization=self.parameterization,
+                    metadata=self.metadata)
 
     def save(self, path) -> None:
         """Writes JSON; floats are written exactly (repr), so load(save(s)) == s."""
@@ -221,14 +235,16 @@ class Schedule:
             raise ValueError(f"{path} is not a schedule file (top level is {type(data).__name__}, not an object)")
         if data.get("format") != FORMAT:
             raise ValueError(f"{path} is not an oss_fast schedule (format {data.get('format')!r})")
-        unknown = set(data) - {"format", "indices", "sigmas", "timesteps", "grid", "parameterization", "metadata"}
+        unknown = set(data) - {"format", "solver", "indices", "sigmas", "timesteps", "grid", "parameterization",
+                               "metadata"}
         if unknown:
             raise ValueError(f"{path}: unknown field {sorted(unknown)[0]!r}")
         if "sigmas" not in data:
             raise ValueError(f"{path}: the field 'sigmas' is missing")
         try:
             return cls(data["sigmas"], data.get("indices"), data.get("grid"), data.get("timesteps"),
-                       data.get("parameterization", "flow"), data.get("metadata"))
+                       data.get("parameterization", "flow"), data.get("metadata"),
+                       data.get("solver", "euler"))  # files written before solvers existed are Euler
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
 

@@ -7,6 +7,7 @@ import torch
 import torch.multiprocessing as mp
 
 import oss_fast
+import oss_fast.solvers
 
 from models import TinyConvNet
 
@@ -202,3 +203,20 @@ def test_out_of_memory_halves_the_chunk_and_gives_the_same_result():
     assert "out-of-memory back-offs to chunk 4" in backed_off.stats.summary()
     with pytest.raises(RuntimeError, match="one row per model call"):
         oss_fast.search(OutOfMemoryAbove(model, 0), z, cond, student_steps=4, progress=False)
+
+
+@pytest.mark.parametrize("solver", ["dpmpp_2m", "unipc"])
+def test_multistep_search_resumes_to_the_same_result(tmp_path, solver):
+    model, z, cond = problem()
+    fresh = search("exact", "joint", solver=solver)
+    calls = 24 + sum(-(-r // 5) for r in fresh.stats.rows_per_level[:2])
+    path = tmp_path / "search.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        oss_fast.search(Bomb(model, calls), z, cond, student_steps=4, mode="exact", aggregate="joint",
+                        max_batch=5, progress=False, checkpoint=path, solver=solver)
+    assert torch.load(path, weights_only=True)["hist"].shape[2] == oss_fast.solvers.get_solver(solver).history
+    resumed = search("exact", "joint", checkpoint=path, resume=True, solver=solver)
+    assert resumed.schedule == fresh.schedule and resumed.stats.resumed_from == "level 1"
+    edited(path, depth=lambda d: d + 5, checksum=True)
+    with pytest.raises(ValueError, match="depth must lie in"):
+        search("exact", "joint", checkpoint=path, resume=True, solver=solver)

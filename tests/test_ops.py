@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from oss_fast import reference as ref
-from oss_fast.ops import euler_costs, euler_costs_torch, euler_rows
+from oss_fast.ops import combo_costs, combo_costs_torch, euler_costs, euler_costs_torch, euler_rows
 from oss_fast.ops.euler_cost import pick_backend
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -77,7 +77,10 @@ def test_csrc_bound_only_drops_pairs_that_cannot_win():
     bound = per_target[None].repeat(2, 1) * torch.rand(2, 12, generator=g, dtype=torch.float64) * 1.5
     bound[0, 0] = full[row_sample == 0, 0][0]
     got = euler_costs(x, v, targets, row_sample, row_grid, s, backend="csrc", bound=bound)
-    limit = bound[row_sample]
+    assert_bound_only_drops_pairs_that_cannot_win(got, full, bound[row_sample])
+
+
+def assert_bound_only_drops_pairs_that_cannot_win(got, full, limit):
     below = full < limit
     torch.testing.assert_close(got[below], full[below], rtol=1e-13, atol=0)
     above = ~below & torch.isfinite(full)
@@ -147,3 +150,77 @@ def test_backend_choice_and_forced_triton(monkeypatch):
     args = [a.to(DEVICE) for a in (x, v, targets, row_sample, row_grid, s)]
     assert pick_backend(*args[:3], 2) == "triton"
     assert_same_costs(euler_costs(*args).cpu(), euler_costs_torch(x, v, targets, row_sample, row_grid, s), 1e-12)
+
+
+# ----------------------------------------------------------------------------- multistep (combination) op
+
+def combo_problem(R=13, D=301, J=9, B=3, H=2, dtype=torch.float32, seed=0, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    x, v, targets, row_sample, row_grid, _ = problem(R, D, J, B, dtype, seed)
+    hist = torch.randn(R, H, D, generator=g, dtype=torch.float64)
+    coef = torch.randn(R, J, 2 + H, generator=g, dtype=torch.float64)
+    return [t.to(device) for t in (x, v, hist, coef, targets, row_sample, row_grid)]
+
+
+def combo_oracle(x, v, hist, coef, targets, row_sample, row_grid, norm):
+    """Pair by pair, in float64 with exact Python sums: the definition of the op."""
+    R, J = coef.shape[:2]
+    out = torch.full((R, J), float("inf"), dtype=torch.float64)
+    for r in range(R):
+        for j in range(int(row_grid[r])):
+            if j >= J:
+                break
+            y = coef[r, j, 0] * x[r].double() + coef[r, j, 1] * v[r].double()
+            for k in range(hist.shape[1]):
+                y = y + coef[r, j, 2 + k] * hist[r, k]
+            d = (y.to(x.dtype).float() - targets[j, row_sample[r]].float()).double()
+            out[r, j] = float((d * d if norm == 2 else d.abs()).sum()) / x.shape[1]
+    return out
+
+
+@pytest.mark.parametrize("norm", [1, 2])
+@pytest.mark.parametrize("H", [0, 1, 2])
+def test_combo_torch_op_equals_the_oracle(norm, H):
+    args = combo_problem(R=7, D=50, J=6, B=2, H=H)
+    assert_same_costs(combo_costs_torch(*args, norm), combo_oracle(*args, norm), 1e-12)
+
+
+@pytest.mark.parametrize("norm", [1, 2])
+@pytest.mark.parametrize("R,D,J,B,H", [(1, 1, 2, 1, 1), (13, 301, 9, 3, 2), (40, 4099, 33, 2, 1)])
+def test_combo_csrc_op_equals_torch_op(norm, R, D, J, B, H):
+    args = combo_problem(R, D, J, B, H)
+    assert_same_costs(combo_costs(*args, norm=norm, backend="csrc"), combo_costs_torch(*args, norm), 1e-13)
+
+
+def test_combo_csrc_bound_only_drops_pairs_that_cannot_win():
+    args = combo_problem(R=30, D=2000, J=12, B=2, H=2)
+    row_sample = args[5]
+    full = combo_costs_torch(*args)
+    bound = torch.full((2, 12), float(full[torch.isfinite(full)].median()), dtype=torch.float64)
+    got = combo_costs(*args, backend="csrc", bound=bound)
+    assert_bound_only_drops_pairs_that_cannot_win(got, full, bound[row_sample])
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("norm", [1, 2])
+@pytest.mark.parametrize("H", [0, 2])
+def test_combo_triton_op_equals_torch_op(dtype, norm, H):
+    args = combo_problem(R=11, D=300, J=21, B=3, H=H, dtype=dtype, device=DEVICE)
+    from oss_fast.ops.combo_cost_triton import combo_costs_triton
+
+    expected = combo_costs_torch(*[a.cpu() for a in args], norm)
+    blocks = None if DEVICE == "cuda" else (4, 16, 64)
+    for slices in (None, 3):
+        got = combo_costs_triton(*args, norm=norm, blocks=blocks, slices=slices)
+        assert_same_costs(got.cpu(), expected, 1e-12)
+
+
+def test_combo_bad_inputs():
+    x, v, hist, coef, targets, row_sample, row_grid = combo_problem()
+    with pytest.raises(ValueError, match="hist must be float64"):
+        combo_costs(x, v, hist.float(), coef, targets, row_sample, row_grid)
+    with pytest.raises(ValueError, match="coef must be float64"):
+        combo_costs(x, v, hist, coef[:, :, :3], targets, row_sample, row_grid)
+    with pytest.raises(ValueError, match="row_sample values"):
+        combo_costs(x, v, hist, coef, targets, row_sample + 5, row_grid)

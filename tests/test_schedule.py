@@ -230,3 +230,29 @@ def test_load_of_a_folder_or_missing_file_is_a_value_error(tmp_path):
         Schedule.load(tmp_path)
     with pytest.raises(ValueError, match="cannot read schedule file"):
         Schedule.load(tmp_path / "missing.json")
+
+
+def test_a_schedule_records_its_solver_and_sampling_follows_it(tmp_path):
+    from oss_fast import schedule as schedule_module
+    from oss_fast import solvers
+
+    assert set(schedule_module.SOLVERS) == set(solvers.SOLVERS)
+    model = GaussianMixtureFlow(shape=(2, 4, 4), components=3, teacher_steps=20, seed=2)
+    res = oss_fast.search(model, model.noise(3, seed=1), student_steps=4, mode="exact", solver="unipc", progress=False)
+    schedule = Schedule.from_search(res, model)
+    schedule.save(tmp_path / "s.json")
+    loaded = Schedule.load(tmp_path / "s.json")
+    assert loaded.solver == "unipc" and loaded.interpolate(6).solver == "unipc"
+    z = model.noise(2, seed=9)
+    assert torch.equal(oss_fast.sample(model, z, loaded), oss_fast.sample(model, z, res.schedule, solver="unipc"))
+    assert not torch.equal(oss_fast.sample(model, z, loaded), oss_fast.sample(model, z, res.schedule))
+    # files written before solvers existed load as Euler; an unknown solver is refused by name
+    import json
+
+    data = json.loads((tmp_path / "s.json").read_text())
+    del data["solver"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert Schedule.load(tmp_path / "old.json").solver == "euler"
+    (tmp_path / "bad.json").write_text(json.dumps(dict(data, solver="heun")))
+    with pytest.raises(ValueError, match="solver must be one of"):
+        Schedule.load(tmp_path / "bad.json")

@@ -76,7 +76,7 @@ def _tensor(state, key, shape, dtype, name):
     return value
 
 
-def validate_state(state: dict, name: str, *, B: int, J: int, D: int, K: int, G: int, dtype) -> None:
+def validate_state(state: dict, name: str, *, B: int, J: int, D: int, K: int, G: int, dtype, H: int = 0) -> None:
     """Structure of a loaded state (after its checksum matched): ValueError naming what is wrong."""
     phase = state.get("phase")
     if phase not in PHASES:
@@ -103,6 +103,15 @@ def validate_state(state: dict, name: str, *, B: int, J: int, D: int, K: int, G:
     _tensor(state, "live", (G, J), torch.bool, name)
     if not bool(torch.isfinite(_tensor(state, "state", (B, J, D), dtype, name)).all()):
         raise ValueError(f"{name}: state holds NaN or inf")
+    if H:  # a multistep solver's history
+        if not bool(torch.isfinite(_tensor(state, "hist", (B, J, H, D), torch.float64, name)).all()):
+            raise ValueError(f"{name}: hist holds NaN or inf")
+        times = _tensor(state, "hist_times", (B, J, 2), torch.float64, name)
+        if not bool(((times >= 0) & (times <= 1)).all()):
+            raise ValueError(f"{name}: hist_times must be flow times in [0, 1]")
+        depth = _tensor(state, "depth", (B, J), torch.int64, name)
+        if not bool(((depth >= 0) & (depth <= 2)).all()):
+            raise ValueError(f"{name}: depth must lie in [0, 2]")
 
 
 class Checkpoint:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..solvers import SOLVERS
+
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -29,6 +31,7 @@ class SearchOptions:
     objective: str = "sum"
     progress: bool = True
     published: bool = False  # the drop-ins' indexing (see check_options)
+    solver: str = "euler"
 
 
 MODES = ("auto", "compat", "exact", "teacher")
@@ -77,7 +80,8 @@ def _selection_count(name, value, size: int | None):
 
 def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", aggregate=None, norm=2,
                   channels="all", frames="all", random_channels=False, seed=0, float32=True, max_batch=None,
-                  free_start=False, objective="sum", progress=True, published: bool = False) -> SearchOptions:
+                  free_start=False, objective="sum", progress=True, solver="euler",
+                  published: bool = False) -> SearchOptions:
     """The checked options of a search. published=True is the drop-ins' contract: teacher_steps may
     be a prefix of the model's grid and compat may take K >= N, as the published code allows."""
     if not isinstance(z, torch.Tensor) or z.dim() < 2 or not z.is_floating_point():
@@ -97,12 +101,16 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", a
                              f"(len(model.fm_steps) - 1); build the model on a {teacher_steps}-step grid instead")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
+    multistep = SOLVERS[solver].history > 0
     if mode == "auto":
         if aggregate is not None:
             raise ValueError("mode 'auto' chooses its aggregation itself: leave aggregate unset, or choose a mode")
         aggregate = "median"  # a placeholder: auto sets mode and aggregation per candidate
     elif aggregate is None:
-        aggregate = "median"
+        # multistep: the median of per-sample paths measured 1-9 dB below one joint decision (README)
+        aggregate = "joint" if multistep else "median"
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
     if objective not in OBJECTIVES:
@@ -116,6 +124,9 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", a
                          "a student of exactly K steps needs K grid jumps")
     if isinstance(norm, bool) or not isinstance(norm, numbers.Real) or not 1 <= norm < math.inf:
         raise ValueError(f"norm must be a finite p >= 1 (the cost is mean |x - x_teacher|^p), got {norm!r}")
+    if mode == "teacher" and multistep and norm != 2:
+        raise ValueError(f"mode 'teacher' with solver {solver!r} computes squared errors from Gram matrices: "
+                         f"norm must be 2, got {norm!r}")
     channels = _selection_count("channels", channels, z.shape[1])
     if frames != "all" and z.dim() != 5:
         raise ValueError(f"frames selects along dimension 2 of a video latent [B, C, F, H, W]; z has shape "
@@ -130,4 +141,4 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", a
     return SearchOptions(student_steps=K, teacher_steps=N, mode=mode, aggregate=aggregate, norm=float(norm),
                          channels=channels, frames=frames, random_channels=bool(random_channels), seed=int(seed),
                          float32=bool(float32), chunk=chunk, free_start=bool(free_start), objective=objective,
-                         progress=bool(progress), published=bool(published))
+                         progress=bool(progress), published=bool(published), solver=solver)

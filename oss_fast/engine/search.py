@@ -21,11 +21,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import dp
-from ..ops import euler_costs, euler_rows
+from ..ops import combine, combo_costs, euler_costs, euler_rows, round_to
 from ..ops.euler_cost import pick_backend
+from ..solvers import Trajectory, get_solver
 from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm
 from .inputs import SampleInputs
+from . import pairs
 from .options import SearchOptions
 from .runner import ModelRunner, first_non_finite, synchronize
 from .selection import CostSelection
@@ -45,6 +47,20 @@ def mean_over_samples(per_sample: torch.Tensor) -> torch.Tensor:
 # search samples' conditioning, not the noises it was searched on (a schedule fits those) -- by
 # the MSE of Euler along it to the teacher's samples. compat/median is the published search.
 AUTO_CANDIDATES = (("compat", "median"), ("exact", "joint"), ("teacher", "joint"))
+
+
+# what a checkpoint of the levels holds beside the teacher trajectory
+LEVEL_KEYS = ("level", "best", "from_", "live", "state", "hist", "hist_times", "depth")
+
+
+@dataclass
+class History:
+    """What a multistep solver remembers at the rows of a level: vectors [R, H, D] (float64), the
+    times of the two previous steps [R, 2] and the steps taken so far (capped at 2) [R]."""
+
+    vectors: torch.Tensor
+    times: torch.Tensor
+    depth: torch.Tensor
 
 
 @dataclass
@@ -104,8 +120,9 @@ class Engine:
             raise FloatingPointError(f"the model returned NaN or inf {where} at grid index {report[0]} "
                                      f"(sample {report[1]})")
 
-    def _costs(self, x, v, targets, row_sample, row_grid, sel, bound=None):
-        """Costs [R, J'] of all rows: this rank computes its shard's, the ranks share them."""
+    def _costs(self, x, v, targets, row_sample, row_grid, sel, bound=None, history=None, coef=None):
+        """Costs [R, J'] of all rows -- Euler jumps, or with a multistep solver's history and per-pair
+        coefficients coef [R, J', 2 + H] its jumps: this rank computes its shard's, the ranks share them."""
         begin = time.perf_counter()
         R = x.shape[0]
         mine = self.comm.shard(R)
@@ -113,8 +130,13 @@ class Engine:
         if sel is not None:
             x, v = x[:, sel], v[:, sel]
         self.stats.cost_backend = pick_backend(x, v, targets, self.opts.norm)
-        costs = euler_costs(x, v, targets, row_sample[mine], row_grid[mine], self.s, norm=self.opts.norm,
-                            float32=self.opts.float32, backend=self.stats.cost_backend, bound=bound)
+        if history is None:
+            costs = euler_costs(x, v, targets, row_sample[mine], row_grid[mine], self.s, norm=self.opts.norm,
+                                float32=self.opts.float32, backend=self.stats.cost_backend, bound=bound)
+        else:
+            h = history.vectors[mine]
+            costs = combo_costs(x, v, h if sel is None else h[:, :, sel], coef[mine], targets, row_sample[mine],
+                                row_grid[mine], norm=self.opts.norm, backend=self.stats.cost_backend, bound=bound)
         costs = self.comm.gather_rows(costs, R)
         synchronize(self.device)
         self.stats.seconds_costs += time.perf_counter() - begin
@@ -175,8 +197,14 @@ class Engine:
             state = torch.zeros((B, J, self.D), dtype=self.z.dtype, device=dev)  # finite: checkpoints check it
             state[:, N] = self.z
             live[:, N] = True
-        return dict(level=0, best=torch.full((G, J), math.inf, dtype=torch.float64, device=dev),
-                    from_=torch.full((G, K + 1, J), N, dtype=torch.int64, device=dev), live=live, state=state)
+        saved = dict(level=0, best=torch.full((G, J), math.inf, dtype=torch.float64, device=dev),
+                     from_=torch.full((G, K + 1, J), N, dtype=torch.int64, device=dev), live=live, state=state)
+        H = get_solver(opts.solver).history
+        if H:  # a multistep solver's memory of each state (none yet: depth 0)
+            saved.update(hist=torch.zeros((B, J, H, self.D), dtype=torch.float64, device=dev),
+                         hist_times=torch.ones((B, J, 2), dtype=torch.float64, device=dev),
+                         depth=torch.zeros((B, J), dtype=torch.int64, device=dev))
+        return saved
 
     def level_rows(self, live: torch.Tensor, joint: bool) -> LevelRows:
         """The rows that evaluate the live candidates (joint: every sample evaluates each one)."""
@@ -213,8 +241,25 @@ class Engine:
         cand[rows.group, pos] = rows.cand
         return grouped, cand
 
-    def advance(self, state, improved, from_k, rows: LevelRows, x, v, joint: bool) -> None:
-        """Gather-axpy: each improved target j takes its winner's state one Euler jump on."""
+    def history_of(self, saved: dict, rows: LevelRows) -> History | None:
+        """The multistep history of the rows' states (None for Euler)."""
+        if "hist" not in saved:
+            return None
+        at = (rows.sample, rows.grid)
+        return History(saved["hist"][at], saved["hist_times"][at], saved["depth"][at])
+
+    def jump_coefficients(self, solver, history: History, rows: LevelRows, targets: int) -> torch.Tensor:
+        """coef [R, targets, 2 + H]: the first row of the solver's step matrix for every jump of every
+        row to grid indices 0..targets-1."""
+        M = solver.matrix(self.s[rows.grid][:, None], self.s[None, :targets], history.times[:, 0, None],
+                          history.times[:, 1, None], history.depth[:, None])
+        return M[:, :, 0, :].contiguous()
+
+    def advance(self, saved: dict, improved, from_k, rows: LevelRows, x, v, joint: bool, opts: SearchOptions,
+                history: History | None = None) -> None:
+        """Gather-axpy: each improved target j takes its winner's state one jump on (Euler, or the
+        solver's step, which also gives the state's new history)."""
+        state = saved["state"]
         win_g, win_j = improved.nonzero(as_tuple=True)
         win_i = from_k[win_g, win_j]
         if joint:  # the winner is shared: every sample moves its own state
@@ -226,7 +271,18 @@ class Engine:
         row_of = torch.full((self.B, self.J), -1, dtype=torch.int64, device=self.device)
         row_of[rows.sample, rows.grid] = torch.arange(len(rows), device=self.device)
         r = row_of[win_b, win_i]
-        state[win_b, win_j] = euler_rows(x[r], v[r], self.s[win_j] - self.s[win_i], self.opts.float32)
+        if history is None:
+            state[win_b, win_j] = euler_rows(x[r], v[r], self.s[win_j] - self.s[win_i], self.opts.float32)
+            return
+        solver = get_solver(opts.solver)
+        times, depth = history.times[r], history.depth[r]
+        M = solver.matrix(self.s[win_i], self.s[win_j], times[:, 0], times[:, 1], depth)  # [W, 1 + H, 2 + H]
+        vectors = [x[r], v[r]] + [history.vectors[r, k] for k in range(solver.history)]
+        state[win_b, win_j] = round_to(combine(M[:, 0], vectors), state.dtype)
+        saved["hist"][win_b, win_j] = torch.stack([combine(M[:, 1 + k], vectors) for k in range(solver.history)], 1)
+        s_prev, s_prev2, depth = solver.carried_times(self.s[win_i], times[:, 0], depth)
+        saved["hist_times"][win_b, win_j] = torch.stack([s_prev, s_prev2], 1)
+        saved["depth"][win_b, win_j] = depth
 
     def next_live(self, improved: torch.Tensor, level: int, mode: str) -> torch.Tensor:
         """The candidates of the next level: the states this level changed that can still be used
@@ -235,13 +291,15 @@ class Engine:
         live[:, : 1 if mode == "compat" else max(1, self.K - level - 1)] = False
         return live
 
-    def levels(self, T: torch.Tensor, saved: dict, opts: SearchOptions) -> torch.Tensor:
-        """Paths [G, K] of the DP of modes compat/exact (G = 1 for joint, else B), from the level
-        state `saved` (initial_levels_state(), or a checkpoint's)."""
+    def levels(self, T: torch.Tensor, saved: dict, opts: SearchOptions):
+        """(paths [G, K], costs [G]) of the DP of modes compat/exact (G = 1 for joint, else B), from
+        the level state `saved` (initial_levels_state(), or a checkpoint's); costs: what the DP
+        recorded for reaching grid index 0 (exact: the traced path's cost)."""
         K, J = self.K, self.J
         joint = opts.aggregate == "joint"
         best, from_, live, state = saved["best"], saved["from_"], saved["live"], saved["state"]
         G = best.shape[0]
+        solver = get_solver(opts.solver)
         fixed_targets = None if opts.random_channels else self.selection.targets(T, self.selection.at(0))
         with self._bar(K, "levels", initial=saved["level"]) as bar:
             for k in range(saved["level"], K):
@@ -253,27 +311,34 @@ class Engine:
                 Jt = 1 if k == K - 1 else J  # the trace-back reads only target 0 of the last level
                 # compat, one sample per group: a cost not below the running best cannot improve it
                 bound = best[:, :Jt].contiguous() if opts.mode == "compat" and not joint else None
-                costs = self._costs(x, v, targets[:Jt], rows.sample, rows.grid, sel, bound)
+                history = self.history_of(saved, rows)
+                coef = None if history is None else self.jump_coefficients(solver, history, rows, Jt)
+                costs = self._costs(x, v, targets[:Jt], rows.sample, rows.grid, sel, bound, history, coef)
 
                 begin = time.perf_counter()
                 grouped, cand = self.grouped_costs(costs, rows, G, joint)
                 improved = dp.level_update(opts.mode, best, from_, k, grouped, cand)
-                self.advance(state, improved, from_[:, k], rows, x, v, joint)
+                self.advance(saved, improved, from_[:, k], rows, x, v, joint, opts, history)
                 live = self.next_live(improved, k, opts.mode)
                 synchronize(self.device)
                 self.stats.seconds_dp += time.perf_counter() - begin
-                self._save(phase="levels", T=T, level=k + 1, best=best, from_=from_, live=live, state=state)
+                saved.update(level=k + 1, live=live)
+                self._save(phase="levels", T=T, **{key: saved[key] for key in LEVEL_KEYS if key in saved})
                 bar.update()
                 bar.set_postfix(rows=len(rows))
         begin = time.perf_counter()
         paths = dp.traceback(from_)
         self.stats.seconds_dp += time.perf_counter() - begin
-        return paths
+        return paths, best[:, 0]
 
     # ------------------------------------------------------------------ mode teacher
-    def teacher_paths(self, T: torch.Tensor, V: torch.Tensor, opts: SearchOptions) -> torch.Tensor:
-        """Paths [G, K]: K-jump shortest paths over the teacher's own jump costs (DESIGN §3.3)."""
+    def teacher_paths(self, T: torch.Tensor, V: torch.Tensor, opts: SearchOptions):
+        """(paths [G, K], objective values [G]): K-jump shortest paths over the teacher's own jump
+        costs (DESIGN §3.3); for a multistep solver over pair states (engine/pairs.py)."""
         B, J, N = self.B, self.J, self.N
+        solver = get_solver(opts.solver)
+        if solver.history:
+            return self.teacher_pair_paths(T, V, opts, solver)
         sel = self.selection.at(0)
         targets = self.selection.targets(T, sel)
         C = torch.full((B, J, J), math.inf, dtype=torch.float64, device=self.device)
@@ -286,9 +351,24 @@ class Engine:
         begin = time.perf_counter()
         if opts.aggregate == "joint":
             C = mean_over_samples(C)[None]
-        paths, _ = dp.kstep_path(C.contiguous(), self.K, opts.objective)
+        paths, value = dp.kstep_path(C.contiguous(), self.K, opts.objective)
         self.stats.seconds_dp += time.perf_counter() - begin
-        return paths
+        return paths, value
+
+    def teacher_pair_paths(self, T, V, opts: SearchOptions, solver):
+        begin = time.perf_counter()
+        sel = self.selection.at(0)
+        T, V = (T, V) if sel is None else (T[:, :, sel], V[:, :, sel])
+        V = V.clone()
+        V[0] = 0  # the teacher has no velocity at grid index 0; no jump reads it
+        C = pairs.pair_costs(pairs.gram(T, V), self.s, solver, T.shape[2])
+        self.stats.seconds_costs += time.perf_counter() - begin
+        begin = time.perf_counter()
+        groups = [C.mean(0)] if opts.aggregate == "joint" else list(C)
+        found = [pairs.pair_path(c, self.K, opts.objective) for c in groups]
+        self.stats.seconds_dp += time.perf_counter() - begin
+        paths = torch.tensor([sorted(p) for p, _ in found], dtype=torch.int64)
+        return paths, torch.tensor([v for _, v in found], dtype=torch.float64)
 
     # ------------------------------------------------------------------ all of it
     @staticmethod
@@ -301,43 +381,45 @@ class Engine:
         return None
 
     def single(self, T, V, saved: dict | None, opts: SearchOptions):
-        """(paths, schedule) of one mode (compat/exact from `saved` levels when resuming)."""
+        """(paths, costs, schedule) of one mode (compat/exact from `saved` levels when resuming)."""
         if opts.mode == "teacher":
-            paths = self.teacher_paths(T, V, opts)
+            paths, costs = self.teacher_paths(T, V, opts)
         else:
-            paths = self.levels(T, saved if saved is not None else self.initial_levels_state(opts), opts)
-        return paths, self.aggregated(paths, opts.aggregate)
+            paths, costs = self.levels(T, saved if saved is not None else self.initial_levels_state(opts), opts)
+        return paths, costs, self.aggregated(paths, opts.aggregate)
 
-    def euler_along(self, z: torch.Tensor, steps: list[int]) -> torch.Tensor:
-        """Euler from z [B, D] along [0] + steps, last index first (rows shared by the ranks)."""
+    def sample_along(self, z: torch.Tensor, steps: list[int], solver: str) -> torch.Tensor:
+        """The solver from z [B, D] along [0] + steps, last index first (rows shared by the ranks)."""
         samples = torch.arange(self.B, device=self.device)
         path = [0] + list(steps)
-        x = z
+        trajectory = Trajectory(solver, z, self.s[path[-1]], self.opts.float32)
         for n in range(len(path) - 1, 0, -1):
-            i, j = path[n], path[n - 1]
-            grid = torch.full((self.B,), i, dtype=torch.long, device=self.device)
-            v = self._call(x, grid, samples, "while scoring the candidates of mode auto")
-            x = euler_rows(x, v, (self.s[j] - self.s[i]).expand(self.B), self.opts.float32)
-        return x
+            grid = torch.full((self.B,), path[n], dtype=torch.long, device=self.device)
+            v = self._call(trajectory.x, grid, samples, "while scoring the candidates of mode auto")
+            trajectory.step(v, self.s[path[n - 1]])
+        return trajectory.x
 
     def auto(self, T: torch.Tensor, V: torch.Tensor):
         """Mode auto: each of AUTO_CANDIDATES on the same teacher rollout; the schedule with the
-        lowest validation error wins (the first listed on a tie). Returns (paths, schedule, options)."""
+        lowest validation error wins (the first listed on a tie). Returns (paths, costs, schedule, options)."""
         gen = torch.Generator().manual_seed(self.opts.seed + 1)
         z_val = torch.randn(self.z.shape, generator=gen, dtype=torch.float64).to(self.device, self.z.dtype)
-        teacher_val = self.euler_along(z_val, list(range(1, self.N + 1))).double()
+        teacher_val = self.sample_along(z_val, list(range(1, self.N + 1)), "euler").double()  # the teacher
         best = None
+        multistep = get_solver(self.opts.solver).history > 0
         for mode, aggregate in AUTO_CANDIDATES:
-            opts = replace(self.opts, mode=mode, aggregate=aggregate)
-            paths, schedule = self.single(T, V, None, opts)
-            error = float(((self.euler_along(z_val, schedule).double() - teacher_val) ** 2).mean())
-            self.stats.auto_candidates[f"{mode}/{aggregate}"] = error
+            # multistep: one joint decision (the median of per-sample multistep paths measured worse)
+            opts = replace(self.opts, mode=mode, aggregate="joint" if multistep else aggregate)
+            paths, costs, schedule = self.single(T, V, None, opts)
+            error = float(((self.sample_along(z_val, schedule, opts.solver).double() - teacher_val) ** 2).mean())
+            self.stats.auto_candidates[f"{mode}/{opts.aggregate}"] = error
             if best is None or error < best[0]:
-                best = (error, paths, schedule, opts)
+                best = (error, paths, costs, schedule, opts)
         return best[1:]
 
     def run(self):
-        """Returns (paths [G, K] as lists, schedule or None, mode, aggregate, stats)."""
+        """Returns (paths [G, K] as lists, their recorded costs [G], schedule or None, mode, aggregate,
+        stats)."""
         begin = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -345,7 +427,8 @@ class Engine:
         saved = self.checkpoint.load(self.device) if self.checkpoint is not None and self.resume else None
         if saved is not None:
             validate_state(saved, f"checkpoint {self.checkpoint.path}", B=self.B, J=self.J, D=self.D, K=self.K,
-                           G=1 if opts.aggregate == "joint" else self.B, dtype=self.z.dtype)
+                           G=1 if opts.aggregate == "joint" else self.B, dtype=self.z.dtype,
+                           H=get_solver(opts.solver).history)
             T, V = saved["T"], saved.get("V")
             self.stats.resumed_from = "the teacher rollout" if saved["phase"] == "teacher" else f"level {saved['level'] - 1}"
         else:
@@ -353,15 +436,15 @@ class Engine:
             self._save(phase="teacher", T=T, **({} if V is None else dict(V=V)))
         teacher_rows = self.runner.rows
         if opts.mode == "auto":
-            paths, schedule, opts = self.auto(T, V)
+            paths, costs, schedule, opts = self.auto(T, V)
         else:
             levels_saved = saved if saved is not None and saved["phase"] == "levels" else None
-            paths, schedule = self.single(T, V, levels_saved, opts)
+            paths, costs, schedule = self.single(T, V, levels_saved, opts)
         self._finish_stats(begin, teacher_rows)
         paths = paths.tolist()
         for path in paths + ([schedule] if schedule is not None else []):
             self._check_path(path, opts)
-        return paths, schedule, opts.mode, opts.aggregate, self.stats
+        return paths, costs.tolist(), schedule, opts.mode, opts.aggregate, self.stats
 
     def _check_path(self, path: list[int], opts: SearchOptions) -> None:
         """A path handed to the user is K grid indices in [1, N], ascending (the drop-ins' compat

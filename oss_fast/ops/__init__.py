@@ -1,6 +1,8 @@
 """Device ops, one per file: each with its pure-torch reference beside the fast versions."""
 
+from .combo_cost import combine, combo_costs, combo_costs_torch, round_to
 from .euler import euler_rows
 from .euler_cost import euler_costs, euler_costs_torch
 
-__all__ = ["euler_rows", "euler_costs", "euler_costs_torch"]
+__all__ = ["combine", "combo_costs", "combo_costs_torch", "euler_rows", "euler_costs", "euler_costs_torch",
+           "round_to"]

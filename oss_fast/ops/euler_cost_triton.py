@@ -13,10 +13,27 @@ rounds; FMA contraction is disabled so that `x + v * ds` rounds twice, as torch 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def tile_rows_and_targets(tile_rows_ptr, tile_sample_ptr, grid_ptr, J, BR: tl.constexpr, BJ: tl.constexpr):
+    """This program's rows (padding -1 read as row 0, masked), their sample and grid indices, and its
+    targets: (rows, valid_r, sample, grid, targets, valid_j, reachable) where reachable says whether
+    any row can jump to any target of the block."""
+    tile = tl.program_id(0)
+    jb = tl.program_id(1)
+    rows = tl.load(tile_rows_ptr + tile * BR + tl.arange(0, BR))
+    valid_r = rows >= 0
+    rows = tl.where(valid_r, rows, 0)
+    b = tl.load(tile_sample_ptr + tile)
+    gi = tl.load(grid_ptr + rows, mask=valid_r, other=0)
+    j = jb * BJ + tl.arange(0, BJ)
+    return rows, valid_r, b, gi, j, j < J, jb * BJ < tl.minimum(tl.max(gi, axis=0), J)
 
 
 # Sizes that change from level to level are not specialised on, so a search compiles the kernel once.
@@ -25,24 +42,17 @@ def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid
                        R, D, J, B, slice_len,
                        NORM: tl.constexpr, FLOAT32: tl.constexpr, ROUND: tl.constexpr,
                        BR: tl.constexpr, BJ: tl.constexpr, BD: tl.constexpr):
-    tile = tl.program_id(0)
-    jb = tl.program_id(1)
     part = tl.program_id(2)
     xdt = x_ptr.dtype.element_ty
-    rows = tl.load(tile_rows_ptr + tile * BR + tl.arange(0, BR))
-    valid_r = rows >= 0
-    rows = tl.where(valid_r, rows, 0)
-    b = tl.load(tile_sample_ptr + tile)
-    gi = tl.load(grid_ptr + rows, mask=valid_r, other=0)
-    j = jb * BJ + tl.arange(0, BJ)
-    valid_j = j < J
+    rows, valid_r, b, gi, j, valid_j, reachable = tile_rows_and_targets(tile_rows_ptr, tile_sample_ptr, grid_ptr, J,
+                                                                        BR, BJ)
     s_i = tl.load(s_ptr + gi)  # grid indices may exceed J: s holds the whole grid
     s_j = tl.load(s_ptr + j, mask=valid_j, other=0.0)
     ds = (s_j[None, :] - s_i[:, None]).to(tl.float32)[:, :, None]          # [BR, BJ, 1]
     acc = tl.zeros((BR, BJ, BD), dtype=tl.float64)
     d_begin = part * slice_len
     d_end = tl.minimum(d_begin + slice_len, D)
-    if jb * BJ < tl.minimum(tl.max(gi, axis=0), J):  # some target of this block is reachable
+    if reachable:
         for d0 in range(d_begin, d_end, BD):
             d = d0 + tl.arange(0, BD)
             dm = d < d_end
@@ -93,28 +103,58 @@ def default_config(D: int):
     return 8, 8, 32, 4  # the fastest of benchmarks/gpu/sweep_cost_kernel.py on an H100 at every size
 
 
+@dataclass
+class Launch:
+    """How a cost kernel covers R rows x J targets x D elements: row tiles of one sample each, block
+    sizes, and the latent cut into slices (enough programs to fill the GPU)."""
+
+    tiles: torch.Tensor
+    tile_sample: torch.Tensor
+    blocks: tuple
+    num_warps: int
+    slices: int
+    slice_len: int
+
+    @classmethod
+    def plan(cls, x, row_sample, J, blocks=None, slices=None, num_warps=None) -> "Launch":
+        D = x.shape[1]
+        BR, BJ, BD, warps = default_config(D)
+        if blocks is not None:
+            BR, BJ, BD = blocks
+        tiles, tile_sample = row_tiles(row_sample, BR)
+        programs = tiles.shape[0] * triton.cdiv(J, BJ)
+        # enough latent slices for ~4 programs per streaming multiprocessor, each slice >= 64 steps of BD
+        if slices is None:
+            sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 1
+            slices = max(1, min(triton.cdiv(4 * sms, programs), D // (64 * BD)))
+        slice_len = triton.cdiv(triton.cdiv(D, slices), BD) * BD
+        return cls(tiles, tile_sample, (BR, BJ, BD), num_warps or warps, triton.cdiv(D, slice_len), slice_len)
+
+    def grid(self, J):
+        return (self.tiles.shape[0], triton.cdiv(J, self.blocks[1]), self.slices)
+
+    def partial_sums(self, R, J, device):
+        return torch.zeros((self.slices, R, J), dtype=torch.float64, device=device)
+
+
+def costs_from_parts(part, row_grid, D):
+    """The slices' partial sums added in a fixed order, as means; unreachable targets +inf."""
+    J = part.shape[2]
+    costs = part.sum(0) / D
+    reachable = torch.arange(J, device=part.device)[None, :] < row_grid[:, None]
+    return costs.masked_fill_(~reachable, float("inf"))
+
+
 def euler_costs_triton(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, blocks=None, slices=None,
                        num_warps=None):
     """blocks (BR, BJ, BD), slices (of the latent) and num_warps default to a choice for the device."""
     R, D = x.shape
     J, B, _ = targets.shape
-    BR, BJ, BD, warps = default_config(D)
-    if blocks is not None:
-        BR, BJ, BD = blocks
-    warps = num_warps or warps
-    tiles, tile_sample = row_tiles(row_sample, BR)
-    programs = tiles.shape[0] * triton.cdiv(J, BJ)
-    # enough latent slices for ~4 programs per streaming multiprocessor, each slice >= 64 steps of BD
-    if slices is None:
-        sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 1
-        slices = max(1, min(triton.cdiv(4 * sms, programs), D // (64 * BD)))
-    slice_len = triton.cdiv(triton.cdiv(D, slices), BD) * BD
-    slices = triton.cdiv(D, slice_len)
-    part = torch.zeros((slices, R, J), dtype=torch.float64, device=x.device)
-    grid = (tiles.shape[0], triton.cdiv(J, BJ), slices)
-    _euler_cost_kernel[grid](x, v, targets, tiles, tile_sample, row_grid, s, part, R, D, J, B, slice_len,
-                             NORM=int(norm), FLOAT32=bool(float32), ROUND=x.dtype != torch.float32,
-                             BR=BR, BJ=BJ, BD=BD, num_warps=warps, enable_fp_fusion=False)
-    costs = part.sum(0) / D
-    reachable = torch.arange(J, device=x.device)[None, :] < row_grid[:, None]
-    return costs.masked_fill_(~reachable, float("inf"))
+    launch = Launch.plan(x, row_sample, J, blocks, slices, num_warps)
+    part = launch.partial_sums(R, J, x.device)
+    BR, BJ, BD = launch.blocks
+    _euler_cost_kernel[launch.grid(J)](x, v, targets, launch.tiles, launch.tile_sample, row_grid, s, part, R, D, J,
+                                       B, launch.slice_len, NORM=int(norm), FLOAT32=bool(float32),
+                                       ROUND=x.dtype != torch.float32, BR=BR, BJ=BJ, BD=BD,
+                                       num_warps=launch.num_warps, enable_fp_fusion=False)
+    return costs_from_parts(part, row_grid, D)
