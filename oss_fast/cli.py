@@ -31,6 +31,7 @@ from . import Schedule, build_info, sample, search
 from .quality import quality_table
 from .report import compare, image_grid, plots_missing, steps_on
 from .api import schedule_steps
+from .solvers import SOLVERS
 from .engine.checkpoint import check_checkpoint_path
 from .zoo import BUNDLED, DEFAULT_MODEL, load_model, noises
 
@@ -135,13 +136,15 @@ def cmd_search(args) -> int:
     elif args.resume:
         raise ValueError("--resume needs --checkpoint FILE")
     mode = args.mode or "auto"
+    solver = "" if args.solver == "euler" else f"-{args.solver}"
     out = output_folder(Path(args.out or f"oss_fast_out/{model_name(args.model)}-N{args.teacher_steps}"
-                                         f"-K{args.student_steps}-{mode}{'-' + args.aggregate if args.aggregate else ''}"))
+                                         f"-K{args.student_steps}{solver}-{mode}"
+                                         f"{'-' + args.aggregate if args.aggregate else ''}"))
     rank, device, joined = distributed_rank(args.device)
     model = load_model(args.model, args.teacher_steps, args.shift, device)
     z, cond = noises(model, args.samples, args.seed)
     options = {k: v for k, v in dict(mode=args.mode, aggregate=args.aggregate).items() if v is not None}
-    res = search(model, z, cond, student_steps=args.student_steps, max_batch=args.max_batch,
+    res = search(model, z, cond, student_steps=args.student_steps, max_batch=args.max_batch, solver=args.solver,
                  progress=not args.no_progress, checkpoint=args.checkpoint, resume=args.resume, **options)
     if joined:  # leave the group together: a rank exiting with it open can abort the others
         dist.barrier()
@@ -152,7 +155,7 @@ def cmd_search(args) -> int:
                                                                                  shift=args.shift))
     schedule.save(out / "schedule.json")
     print(f"model {args.model}: teacher steps {args.teacher_steps}, student steps {args.student_steps}, "
-          f"mode {res.mode}, aggregate {res.aggregate}, {args.samples} search noise(s)")
+          f"solver {res.solver}, mode {res.mode}, aggregate {res.aggregate}, {args.samples} search noise(s)")
     print(f"schedule (grid indices): {schedule.indices}")
     print(f"sigmas: {[round(s, 5) for s in schedule.sigmas]}")
     print(f"search: {res.stats.summary()}")
@@ -183,21 +186,21 @@ def cmd_sample(args) -> int:
     check_fits(args.schedule, schedule, model)
     z, cond = noises(model, args.samples, args.seed)
     steps = steps_on(schedule, model.fm_steps)
-    x = sample(model, z, steps, cond)
+    x = sample(model, z, steps, cond, solver=schedule.solver)
     torch.save(x, out / "samples.pt")
     if hasattr(model, "to_images"):
         if plots_missing():
             print(f"no samples.png: {plots_missing()}")
         else:
             image_grid({"samples": x}, out / "samples.png", model.to_images)
-    print(f"{args.samples} samples along {steps} written to {out.resolve()}")
+    print(f"{args.samples} samples along {steps} ({schedule.solver}) written to {out.resolve()}")
     return 0
 
 
 def cmd_quality(args) -> int:
     table = quality_table(models=args.models, teacher_steps=args.teacher_steps, ks=args.ks,
                           search_samples=args.search_samples, eval_samples=args.eval_samples,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, solvers=args.solvers)
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")
@@ -256,6 +259,9 @@ def parser() -> argparse.ArgumentParser:
     model_options(s)
     s.add_argument("--student-steps", type=positive_int, default=10, help="K, the student's steps (default 10)")
     s.add_argument("--mode", choices=["auto", "exact", "compat", "teacher"], help="default: oss_fast.search's")
+    s.add_argument("--solver", choices=list(SOLVERS), default="euler",
+                   help="the sampler the schedule is for (default euler; dpmpp_2m and unipc as diffusers runs "
+                        "them, ab2 = k-diffusion/ComfyUI lms at order 2)")
     s.add_argument("--aggregate", choices=["median", "joint", "per_sample"], help="default: oss_fast.search's")
     s.add_argument("--samples", type=positive_int, default=32, help="noises searched on (default 32)")
     s.add_argument("--seed", type=int, default=0, help="seed of the search noises (held-out: seed + 1000)")
@@ -289,6 +295,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10])
     q.add_argument("--search-samples", type=positive_int, default=32)
     q.add_argument("--eval-samples", type=positive_int, default=64)
+    q.add_argument("--solvers", action="store_true",
+                   help="the multistep solvers' table (Euler-OSS vs fixed schedules vs solver-aware searches)")
     q.add_argument("--out", help="also write the table to this file")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(run=cmd_quality)

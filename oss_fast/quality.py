@@ -1,5 +1,13 @@
-"""The quality table: every mode and aggregation of the search against uniform and time-shifted
-steps, on the bundled models with uniform and shifted grids (`oss-fast quality`)."""
+"""The quality tables (`oss-fast quality`): on the bundled models with uniform and shifted grids,
+
+* Euler: every mode and aggregation of the search against uniform and time-shifted steps;
+* solvers (`--solvers`): for each multistep solver, the published Euler search's schedule (Euler-OSS)
+  sampled with Euler and with the solver, uniform and shifted steps with the solver, and the
+  solver-aware searches.
+
+Every cell reports both PSNRs to the teacher (report.errors): of the MSE over the held-out noises,
+and the mean of the per-noise PSNRs.
+"""
 
 from __future__ import annotations
 
@@ -23,42 +31,96 @@ METHODS = [  # (label, search options); None: a fixed schedule
     ("compat, joint", dict(mode="compat", aggregate="joint")),
     ("auto (the default)", dict(mode="auto")),
 ]
+MULTISTEP = ("ab2", "dpmpp_2m", "unipc")
+SOLVER_METHODS = [  # (label, what the schedule is): fixed schedules, Euler-OSS, or a solver-aware search
+    ("uniform", "uniform"),
+    ("shifted(3)", "shifted"),
+    ("Euler-OSS schedule", "euler-oss"),
+    ("search exact, joint", dict(mode="exact", aggregate="joint")),
+    ("search compat, joint", dict(mode="compat", aggregate="joint")),
+    ("search teacher, joint", dict(mode="teacher", aggregate="joint")),
+]
 GRIDS = [("uniform grid", 1.0), ("shifted grid (3)", 3.0)]
 
 
-def quality_rows(model_name: str, shift: float, teacher_steps: int, ks, search_samples: int, eval_samples: int,
-                 bar=None) -> list[dict]:
-    """One row per method, with mse/psnr columns per K."""
-    model = load_model(model_name, teacher_steps, shift)
-    z, cond = noises(model, search_samples, seed=0)
-    z_eval, cond_eval = noises(model, eval_samples, seed=1000)
-    teacher = teacher_samples(model, z_eval, cond_eval)
+class Bench:
+    """A bundled model with its search noises, held-out noises and the teacher's samples of those."""
+
+    def __init__(self, model_name: str, shift: float, teacher_steps: int, search_samples: int, eval_samples: int):
+        self.model = load_model(model_name, teacher_steps, shift)
+        self.z, self.cond = noises(self.model, search_samples, seed=0)
+        self.z_eval, self.cond_eval = noises(self.model, eval_samples, seed=1000)
+        self.teacher = teacher_samples(self.model, self.z_eval, self.cond_eval)
+
+    def search(self, K: int, **options) -> list[int]:
+        return search(self.model, self.z, self.cond, student_steps=K, progress=False, **options).schedule
+
+    def score(self, steps, solver: str = "euler") -> dict:
+        return errors(self.model, self.z_eval, self.cond_eval, self.teacher, steps, solver=solver)
+
+
+def _put(row: dict, K: int, result: dict) -> None:
+    row[f"psnr K={K}"] = result["psnr"]
+    row[f"mean psnr K={K}"] = result["mean_psnr"]
+
+
+def quality_rows(bench: Bench, ks, bar=None) -> list[dict]:
+    """The Euler table: one row per method, both PSNRs per K."""
     rows = {label: dict(method=label) for label, _ in METHODS}
+    grid = bench.model.fm_steps
     for K in ks:
         for label, options in METHODS:
             if options is None:
-                steps = (uniform_steps if label == "uniform" else shifted_steps)(model.fm_steps, K)
+                steps = (uniform_steps if label == "uniform" else shifted_steps)(grid, K)
             else:
-                res = search(model, z, cond, student_steps=K, progress=False, **options)
-                steps = res.schedule
-            result = errors(model, z_eval, cond_eval, teacher, steps)
-            rows[label][f"mse K={K}"] = result["mse"]
-            rows[label][f"psnr K={K}"] = result["psnr"]
+                steps = bench.search(K, **options)
+            _put(rows[label], K, bench.score(steps))
             if bar is not None:
                 bar.update()
     return list(rows.values())
 
 
+def solver_rows(bench: Bench, ks, solvers=MULTISTEP, bar=None) -> list[dict]:
+    """The solver table: Euler-OSS with Euler, then per solver one row per SOLVER_METHODS entry."""
+    grid = bench.model.fm_steps
+    rows = {("euler", "Euler-OSS schedule"): dict(solver="euler", method="Euler-OSS schedule")}
+    rows.update({(solver, label): dict(solver=solver, method=label) for solver in solvers
+                 for label, _ in SOLVER_METHODS})
+    for K in ks:
+        euler_oss = bench.search(K, mode="compat", aggregate="median")  # the published search
+        _put(rows[("euler", "Euler-OSS schedule")], K, bench.score(euler_oss))
+        for solver in solvers:
+            for label, what in SOLVER_METHODS:
+                if what == "uniform":
+                    steps = uniform_steps(grid, K)
+                elif what == "shifted":
+                    steps = shifted_steps(grid, K)
+                elif what == "euler-oss":
+                    steps = euler_oss
+                else:
+                    steps = bench.search(K, solver=solver, **what)
+                _put(rows[(solver, label)], K, bench.score(steps, solver))
+                if bar is not None:
+                    bar.update()
+    return list(rows.values())
+
+
 def quality_table(models=("digits", "gaussian_mixture"), teacher_steps: int = 100, ks=(5, 10),
-                  search_samples: int = 32, eval_samples: int = 64, progress: bool = True) -> str:
-    """Markdown: one table per model and grid; MSE and PSNR (dB) to the teacher per K."""
-    columns = ["method"] + [f"{m} K={K}" for K in ks for m in ("mse", "psnr")]
-    parts = [f"MSE and PSNR (dB) to the {teacher_steps}-step teacher on {eval_samples} held-out noises "
-             f"(seed 1000); searches on {search_samples} noises (seed 0)."]
-    total = len(models) * len(GRIDS) * len(ks) * len(METHODS)
-    with torch.no_grad(), tqdm(total=total, desc="quality", disable=not progress, leave=False) as bar:
+                  search_samples: int = 32, eval_samples: int = 64, progress: bool = True,
+                  solvers: bool = False) -> str:
+    """Markdown: one table per model and grid (Euler modes, or with solvers=True the solver table);
+    both PSNRs (dB) to the teacher per K."""
+    columns = [f"{m} K={K}" for K in ks for m in ("mean psnr", "psnr")]
+    columns = (["solver", "method"] if solvers else ["method"]) + columns
+    parts = [f"PSNR (dB) to the {teacher_steps}-step Euler teacher on {eval_samples} held-out noises (seed 1000): "
+             f"'mean psnr' averages the per-noise PSNRs, 'psnr' is that of the MSE over all noises; searches on "
+             f"{search_samples} noises (seed 0)."]
+    per_grid = len(ks) * (len(MULTISTEP) * len(SOLVER_METHODS) if solvers else len(METHODS))
+    with torch.no_grad(), tqdm(total=len(models) * len(GRIDS) * per_grid, desc="quality", disable=not progress,
+                               leave=False) as bar:
         for name in models:
             for grid_label, shift in GRIDS:
-                rows = quality_rows(name, shift, teacher_steps, ks, search_samples, eval_samples, bar)
+                bench = Bench(name, shift, teacher_steps, search_samples, eval_samples)
+                rows = solver_rows(bench, ks, bar=bar) if solvers else quality_rows(bench, ks, bar)
                 parts.append(f"**{name}, {grid_label}**\n\n" + markdown_table(rows, columns))
     return "\n\n".join(parts)

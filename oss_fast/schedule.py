@@ -287,9 +287,14 @@ class Schedule:
                      width: int | None = None) -> dict:
         """Call arguments that make a pipeline (or scheduler.set_timesteps) sample at exactly this
         schedule's sigmas: e.g. `pipe(prompt, **schedule.to_diffusers(pipe, height=h, width=w))`.
-        FLUX-style dynamic shifting needs mu, or the image height and width in pixels."""
+        FLUX-style dynamic shifting needs mu, or the image height and width in pixels. Only Euler
+        schedules go through call arguments; other solvers need `with schedule.applied(pipe)`, which
+        also puts the pipeline on a scheduler that runs the solver."""
         scheduler = getattr(pipe_or_scheduler, "scheduler", pipe_or_scheduler)
         is_pipe = scheduler is not pipe_or_scheduler
+        if is_pipe and self.solver != "euler":
+            raise ValueError(f"a {self.solver} schedule needs `with schedule.applied(pipe): pipe(...)`: it switches "
+                             f"the pipeline to {self.diffusers_scheduler_name()} on the schedule's sigmas")
         if mu is None and scheduler.config.get("use_dynamic_shifting") and height and width:
             factor = getattr(pipe_or_scheduler, "vae_scale_factor", 8)
             mu = scheduler_mu(scheduler.config, image_seq_len(height, width, factor))
@@ -301,26 +306,118 @@ class Schedule:
         if missing:
             raise ValueError(f"{type(pipe_or_scheduler).__name__} takes no {missing[0]!r}: use "
                              "`with schedule.applied(pipe): pipe(...)` instead")
+        if not self.runs_on(scheduler):
+            raise ValueError(f"{type(scheduler).__name__} does not run Euler on these sigmas: use "
+                             "`with schedule.applied(pipe): pipe(...)`")
         args.pop("mu", None)  # the pipeline computes mu itself from height and width
         return dict(args, num_inference_steps=len(self))
 
+    # ------------------------------------------------------------------ diffusers schedulers per solver
+    def _scheduler_spec(self):
+        """(diffusers scheduler class name, the config entries that make it run this schedule's
+        solver), or ValueError where diffusers has no such scheduler."""
+        if self.solver == "ab2":
+            raise ValueError("diffusers has no linear multistep scheduler on flow sigmas: sample an ab2 schedule "
+                             "with oss_fast.sample, or in ComfyUI/k-diffusion with sampler 'lms' (order 2) on "
+                             "schedule.to_sigmas()")
+        flow = self.parameterization == "flow"
+        if self.solver == "euler":
+            if flow:
+                return "FlowMatchEulerDiscreteScheduler", {}
+            # first-order DPM-Solver++ is DDIM, and Euler in flow time; unlike EulerDiscreteScheduler it
+            # starts from unit noise, as DDPM-family pipelines (DiT) draw it
+            return "DPMSolverMultistepScheduler", dict(algorithm_type="dpmsolver++", solver_order=1,
+                                                       prediction_type="epsilon", use_flow_sigmas=False,
+                                                       final_sigmas_type="zero")
+        prediction = dict(use_flow_sigmas=True, prediction_type="flow_prediction") if flow else dict(
+            use_flow_sigmas=False, prediction_type="epsilon")
+        if self.solver == "dpmpp_2m":
+            return "DPMSolverMultistepScheduler", dict(algorithm_type="dpmsolver++", solver_order=2,
+                                                       solver_type="midpoint", lower_order_final=True,
+                                                       euler_at_final=False, final_sigmas_type="zero",
+                                                       thresholding=False, **prediction)
+        return "UniPCMultistepScheduler", dict(solver_order=2, solver_type="bh2", predict_x0=True,
+                                               lower_order_final=True, disable_corrector=[],
+                                               final_sigmas_type="zero", thresholding=False, **prediction)
+
+    def diffusers_scheduler_name(self) -> str:
+        return self._scheduler_spec()[0]
+
+    def runs_on(self, scheduler) -> bool:
+        """Whether a diffusers scheduler runs this schedule's solver (its class and configuration)."""
+        name, config = self._scheduler_spec()
+        return type(scheduler).__name__ == name and all(scheduler.config.get(k) == v for k, v in config.items())
+
+    def diffusers_scheduler(self, like=None):
+        """A new diffusers scheduler that runs this schedule's solver, with the training schedule
+        (num_train_timesteps, betas) of the scheduler `like` where given."""
+        import diffusers
+
+        name, config = self._scheduler_spec()
+        base = {} if like is None else dict(like.config)
+        keep = ("num_train_timesteps",) if self.parameterization == "flow" else (
+            "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
+        config = dict({k: base[k] for k in keep if base.get(k) is not None}, **config)
+        if self.parameterization == "flow" and name != "FlowMatchEulerDiscreteScheduler":
+            config["flow_shift"] = 1.0  # the schedule's sigmas are installed as they are
+        return getattr(diffusers, name)(**config)
+
+    def install(self, scheduler, device=None) -> None:
+        """Puts a scheduler, reset by its own set_timesteps, on exactly this schedule: its sigmas and
+        the timesteps the network sees (flow: 1000 sigma as floats, as oss_fast's wrappers feed the
+        network; DDPM family: the network timesteps)."""
+        n_train = scheduler.config.get("num_train_timesteps", 1000)
+        if self.parameterization == "flow":
+            sigmas = np.array(self.sigmas, dtype=np.float64)
+            if type(scheduler).__name__ == "UniPCMultistepScheduler" and abs(sigmas[0] - 1) < 1e-6:
+                sigmas[0] -= 1e-6  # UniPC's own nudge away from log-SNR -inf
+            timesteps = torch.tensor(sigmas[:-1] * n_train, dtype=torch.float32)
+        else:
+            if self.timesteps is None:
+                raise ValueError("this schedule has no network timesteps (build it from a wrapper that knows them)")
+            steps = [int(round(t)) for t in self.timesteps]
+            acp = scheduler.alphas_cumprod[steps].double().numpy()
+            sigmas = np.concatenate([((1 - acp) / acp) ** 0.5, [0.0]])
+            timesteps = torch.tensor(steps, dtype=torch.int64)
+        scheduler.sigmas = torch.from_numpy(sigmas.astype(np.float32))
+        scheduler.timesteps = timesteps.to(device) if device is not None else timesteps
+        scheduler.num_inference_steps = len(self)
+        for attribute in ("_step_index", "_begin_index"):
+            if hasattr(scheduler, attribute):
+                setattr(scheduler, attribute, None)
+
     @contextlib.contextmanager
     def applied(self, pipe_or_scheduler):
-        """Within the block, the scheduler's set_timesteps lands on this schedule whatever it is
-        asked for (the mu a pipeline passes for dynamic shifting is honoured)."""
-        scheduler = getattr(pipe_or_scheduler, "scheduler", pipe_or_scheduler)
+        """Within the block, the pipeline samples this schedule with its solver: its scheduler is
+        replaced by one that runs the solver (unless it already does) and, whatever step count it is
+        asked for, lands on the schedule's sigmas. A bare scheduler is only put on the sigmas."""
+        is_pipe = hasattr(pipe_or_scheduler, "scheduler")
+        original_scheduler = pipe_or_scheduler.scheduler if is_pipe else pipe_or_scheduler
+        scheduler = original_scheduler
+        if is_pipe and not self.runs_on(scheduler):
+            scheduler = self.diffusers_scheduler(like=original_scheduler)
+            pipe_or_scheduler.scheduler = scheduler
         original = scheduler.set_timesteps
 
         @functools.wraps(original)  # keeps the signature pipelines inspect (e.g. for `sigmas`)
         def set_timesteps(num_inference_steps=None, device=None, **kwargs):
-            args = self.scheduler_arguments(scheduler, kwargs.get("mu"))
-            return original(device=device, **args)
+            reset = {"mu": kwargs.get("mu", 0.0)} if scheduler.config.get("use_dynamic_shifting") else {}
+            original(num_inference_steps=len(self), device=device, **reset)  # resets the step state
+            self.install(scheduler, device)
 
         scheduler.set_timesteps = set_timesteps
         try:
             yield scheduler
         finally:
             del scheduler.set_timesteps  # back to the class's method
+            if scheduler is not original_scheduler:
+                pipe_or_scheduler.scheduler = original_scheduler
+
+    def to_sigmas(self) -> torch.Tensor:
+        """The sigmas as ComfyUI's SIGMAS and k-diffusion's samplers take them: descending flow times
+        ending at 0 (float32). Sample with the schedule's solver: ComfyUI/k-diffusion 'euler' for euler,
+        'lms' (order 2) for ab2."""
+        return torch.tensor(self.sigmas, dtype=torch.float32)
 
 
 def _refuse_constant(name: str):

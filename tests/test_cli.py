@@ -26,7 +26,7 @@ def test_search_writes_schedule_and_comparison(tmp_path):
     assert f"outputs written to {out}" in result.stdout
     schedule = Schedule.load(out / "schedule.json")
     assert len(schedule) == 4 and schedule.metadata["teacher_steps"] == 20
-    assert "| oss | 4 |" in result.stdout and "| uniform 4 | 4 |" in result.stdout
+    assert "| oss | euler | 4 |" in result.stdout and "| uniform 4 | euler | 4 |" in result.stdout
     for png in ("sigmas.png", "error_vs_steps.png"):
         assert (out / png).stat().st_size > 1000
     compared = run("compare", *SMALL, str(out / "schedule.json"), "--samples", "4", "--out", str(tmp_path / "cmp"))
@@ -48,7 +48,7 @@ def test_without_matplotlib_search_still_writes_schedule_and_table(tmp_path):
                  "--out", str(out), env=env)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert len(Schedule.load(out / "schedule.json")) == 3
-    assert "| oss | 3 |" in result.stdout and (out / "compare.md").exists()
+    assert "| oss | euler | 3 |" in result.stdout and (out / "compare.md").exists()
     hints = [line for line in result.stdout.splitlines() if "pictures" in line]
     assert hints == ['no pictures: pictures need matplotlib: pip install "oss_fast[plots]" (or pip install matplotlib)']
     assert not list(out.glob("*.png"))
@@ -177,3 +177,15 @@ def test_torchrun_shares_a_search_between_two_ranks(tmp_path):
     assert "2 ranks" in two.stdout  # rank 0 reports the shared search
     assert Schedule.load(tmp_path / "two" / "schedule.json").indices == \
         Schedule.load(tmp_path / "one" / "schedule.json").indices
+
+
+def test_search_with_a_solver_and_compare_and_sample_follow_it(tmp_path):
+    out = tmp_path / "run"
+    result = run("search", *SMALL, "--student-steps", "3", "--samples", "2", "--eval-samples", "3",
+                 "--solver", "unipc", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert Schedule.load(out / "schedule.json").solver == "unipc"
+    assert "| oss | unipc | 3 |" in result.stdout and "| uniform 3 | unipc | 3 |" in result.stdout
+    sampled = run("sample", *SMALL, "--schedule", str(out / "schedule.json"), "--samples", "2",
+                  "--out", str(tmp_path / "smp"))
+    assert sampled.returncode == 0 and "(unipc)" in sampled.stdout, sampled.stderr

@@ -1,6 +1,7 @@
 """Schedule: JSON, interpolation, sampling, and export to diffusers schedulers and pipelines."""
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from diffusers import (AutoencoderKL, DDPMScheduler, DiTPipeline, DiTTransformer
 
 import oss_fast
 from oss_fast import Schedule
-from oss_fast.models import DiTWrapper
+from oss_fast.models import DiTWrapper, FluxWrapper, WanWrapper, flux_inputs
 from oss_fast.zoo import GaussianMixtureFlow
 
 
@@ -123,51 +124,97 @@ def test_ddpm_family_exports_ve_sigmas_and_timesteps():
     assert ddpm.timesteps.tolist() == [int(t) for t in schedule.timesteps]
 
 
-def test_flux_pipeline_samples_at_the_schedule():
-    _, _, schedule = searched()
+def tiny_flux_pipeline(N=20):
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
                                          attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
                                          pooled_projection_dim=16, guidance_embeds=True, axes_dims_rope=(2, 2, 4))
     pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_CONFIG), vae=None, text_encoder=None,
                         tokenizer=None, text_encoder_2=None, tokenizer_2=None, transformer=transformer)
-    seen = []
     pipe.set_progress_bar_config(disable=True)
-    pipe(prompt_embeds=torch.randn(1, 5, 32), pooled_prompt_embeds=torch.randn(1, 16), height=64, width=64,
-         output_type="latent", callback_on_step_end=lambda p, i, t, kw: seen.append(float(t)) or kw,
-         **schedule.to_diffusers(pipe, height=64, width=64))
-    np.testing.assert_allclose(pipe.scheduler.sigmas.numpy(), schedule.sigmas, rtol=2e-6, atol=1e-7)
-    assert len(seen) == len(schedule)
+    return pipe, FluxWrapper.from_pipeline(pipe, N, height=64, width=64)
 
 
-def test_wan_pipeline_samples_at_the_schedule_inside_applied():
-    _, _, schedule = searched(shift=5.0)
+def tiny_wan_pipeline(N=20):
     torch.manual_seed(0)
     transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
                                         in_channels=4, out_channels=4, text_dim=16, freq_dim=16, ffn_dim=32,
                                         num_layers=1, rope_max_seq_len=32)
+    # Wan's default scheduler in diffusers
     scheduler = UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=5.0, prediction_type="flow_prediction")
     pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=transformer, vae=None, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
-    with pytest.raises(ValueError, match="applied"):
-        schedule.to_diffusers(pipe)
+    negative = torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(3))
+    return pipe, WanWrapper.from_diffusers(transformer, N, negative, guide_scale=5.0, shift=5.0), negative
+
+
+@pytest.mark.parametrize("solver", ["euler", "unipc", "dpmpp_2m"])
+def test_flux_pipeline_gives_oss_fast_samples(solver):
+    pipe, wrapper = tiny_flux_pipeline()
+    schedule = Schedule.from_indices([3, 8, 14, 20], wrapper, solver=solver)
+    g = torch.Generator().manual_seed(1)
+    prompt, pooled, z = torch.randn(1, 5, 32, generator=g), torch.randn(1, 16, generator=g), torch.randn(1, 16, 16, generator=g)
+    call = dict(prompt_embeds=prompt, pooled_prompt_embeds=pooled, height=64, width=64, latents=z, guidance_scale=3.5,
+                output_type="latent")
+    if solver == "euler":  # call arguments, on the pipeline's own scheduler
+        got = pipe(**call, **schedule.to_diffusers(pipe, height=64, width=64)).images
+    else:
+        with pytest.raises(ValueError, match="applied"):
+            schedule.to_diffusers(pipe)
+        with schedule.applied(pipe) as scheduler:
+            assert schedule.runs_on(scheduler)
+            got = pipe(**call, num_inference_steps=50).images
+        assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"  # restored
+    expected = oss_fast.sample(wrapper, z, schedule, model_kwargs=flux_inputs(prompt, pooled, 8, 8, 3.5))
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-4)
+
+
+@pytest.mark.parametrize("solver", ["euler", "unipc", "dpmpp_2m"])
+def test_wan_pipeline_gives_oss_fast_samples(solver):
+    pipe, wrapper, negative = tiny_wan_pipeline()
+    schedule = Schedule.from_indices([2, 7, 13, 19], wrapper, solver=solver)
+    g = torch.Generator().manual_seed(2)
+    prompt, z = torch.randn(1, 6, 16, generator=g), torch.randn(1, 4, 2, 2, 2, generator=g)
     with schedule.applied(pipe):
-        pipe(prompt_embeds=torch.randn(1, 6, 16), negative_prompt_embeds=torch.randn(1, 6, 16), height=16, width=16,
-             num_frames=5, num_inference_steps=50, output_type="latent")
-        np.testing.assert_allclose(pipe.scheduler.sigmas.numpy()[1:], schedule.sigmas[1:], rtol=2e-6, atol=1e-7)
+        got = pipe(prompt_embeds=prompt, negative_prompt_embeds=negative, height=16, width=16, num_frames=5,
+                   latents=z, guidance_scale=5.0, num_inference_steps=50, output_type="latent").frames
+    expected = oss_fast.sample(wrapper, z, schedule, prompt)
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-4)
+    # the pipeline's own UniPC is not Euler: an Euler schedule switches it, a UniPC one keeps it
+    assert schedule.runs_on(pipe.scheduler) == (solver == "unipc")
 
 
-def test_dit_pipeline_samples_at_the_schedule_inside_applied():
+@pytest.mark.parametrize("solver", ["euler", "unipc", "dpmpp_2m"])
+def test_dit_pipeline_gives_oss_fast_samples(solver):
     net, wrapper = tiny_dit_wrapper()
-    schedule = Schedule.from_indices([3, 9, 20, 40], wrapper)
+    schedule = Schedule.from_indices([3, 9, 20, 40], wrapper, solver=solver)
     vae = AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4, sample_size=8)
     pipe = DiTPipeline(transformer=net, vae=vae, scheduler=EulerDiscreteScheduler())
     pipe.set_progress_bar_config(disable=True)
+    decoded = []
+    vae.decode = lambda latents: decoded.append(latents) or types.SimpleNamespace(
+        sample=torch.zeros(latents.shape[0], 3, 8, 8))
     with schedule.applied(pipe):
-        pipe(class_labels=[1], num_inference_steps=50, output_type="np")
-    s = np.array(schedule.sigmas)
-    np.testing.assert_allclose(pipe.scheduler.sigmas.numpy(), s / (1 - s), rtol=2e-6)
-    assert math.isclose(float(pipe.scheduler.sigmas[-1]), 0.0)
+        pipe(class_labels=[1], guidance_scale=2.0, num_inference_steps=50, output_type="pt",
+             generator=torch.Generator().manual_seed(4))
+    got = decoded[0] * vae.config.scaling_factor
+    # DiTPipeline starts from unit noise in its variance-preserving space: flow noise times (alpha + sigma)
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4))
+    acp = DDPMScheduler().alphas_cumprod[int(schedule.timesteps[0])].double()
+    z = noise / float(acp.sqrt() + (1 - acp).sqrt())
+    expected = oss_fast.sample(wrapper, z, schedule, torch.tensor([1]))
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-4)
+
+
+def test_ab2_has_no_diffusers_scheduler_and_says_where_to_sample_it():
+    _, wrapper = tiny_dit_wrapper()
+    schedule = Schedule.from_indices([3, 9, 20, 40], wrapper, solver="ab2")
+    with pytest.raises(ValueError, match="lms"):
+        schedule.diffusers_scheduler()
+    pipe, _, _ = tiny_wan_pipeline()
+    with pytest.raises(ValueError, match="lms"):
+        with schedule.applied(pipe):
+            pass
 
 
 GOOD = {"format": "oss_fast.schedule/1", "indices": [1, 3], "sigmas": [0.75, 0.25, 0.0],

@@ -179,3 +179,35 @@ def test_teacher_mode_with_a_multistep_solver_needs_the_squared_error():
     model = GaussianMixtureFlow(shape=(2, 4, 4), teacher_steps=10)
     with pytest.raises(ValueError, match="norm must be 2"):
         oss_fast.search(model, model.noise(2), student_steps=3, mode="teacher", solver="ab2", norm=1)
+
+
+@pytest.mark.parametrize("solver,sampler", [("euler", "sample_euler"), ("ab2", "sample_lms")])
+def test_to_sigmas_drives_k_diffusion_samplers_to_oss_fast_samples(solver, sampler):
+    k = load_sampling()
+    if k is None:
+        pytest.skip("k-diffusion is not installed (run.sh installs it)")
+    model = GaussianMixtureFlow(shape=(2, 4, 4), components=3, teacher_steps=30, shift=3.0, seed=6)
+    schedule = oss_fast.Schedule.from_indices([4, 11, 19, 30], model, solver=solver)
+    grid = model.fm_steps
+
+    def denoiser(x, sigma):  # ComfyUI's flow models: D(x, s) = x - s v(x, s), at the schedule's grid points
+        i = int(torch.argmin((grid - float(sigma[0])).abs()))
+        return x - sigma[:, None, None, None].to(x.dtype) * model(x, torch.full((x.shape[0],), i), None, {})
+
+    z = model.noise(3, seed=7, dtype=torch.float64)
+    extra = dict(order=2) if sampler == "sample_lms" else {}
+    got = getattr(k, sampler)(denoiser, z.clone(), schedule.to_sigmas().double(), disable=True, **extra)
+    expected = oss_fast.sample(model, z, schedule, float32=False)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("solver", ["ab2", "dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("mode", ["compat", "exact"])
+def test_solver_search_on_gpu_equals_reference(solver, mode):
+    model = GaussianMixtureFlow(shape=(4, 16, 16), components=4, teacher_steps=30, shift=3.0, seed=1, device="cuda")
+    z = model.noise(3, seed=2)
+    expected = ref.search(model, z, student_steps=5, mode=mode, aggregate="joint", solver=solver)
+    res = oss_fast.search(model, z, student_steps=5, mode=mode, aggregate="joint", solver=solver, progress=False)
+    assert res.stats.cost_backend == "triton"
+    assert res.schedule == expected

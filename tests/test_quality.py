@@ -1,0 +1,37 @@
+"""The quality tables: each cell is the error of the schedule its row names, with its solver."""
+
+import math
+
+import pytest
+import torch
+
+from oss_fast.quality import Bench, quality_rows, solver_rows
+from oss_fast.report import errors
+
+
+def test_errors_report_both_psnrs():
+    bench = Bench("gaussian_mixture", 1.0, 12, 4, 6)
+    result = errors(bench.model, bench.z_eval, bench.cond_eval, bench.teacher, [2, 5, 12])
+    assert result["mean_psnr"] >= result["psnr"]  # the mean of -log MSE is at least -log of the mean
+    peak = float(bench.teacher.max() - bench.teacher.min()) ** 2
+    assert result["psnr"] == pytest.approx(10 * math.log10(peak / result["mse"]), rel=1e-12)
+
+
+def test_solver_table_cells_are_the_errors_of_their_schedules():
+    bench = Bench("gaussian_mixture", 1.0, 12, 4, 6)
+    rows = solver_rows(bench, ks=(3,), solvers=("ab2",))
+    euler_oss = bench.search(3, mode="compat", aggregate="median")  # the published search
+    assert rows[0]["solver"] == "euler" and rows[0]["psnr K=3"] == bench.score(euler_oss)["psnr"]
+    with_ab2 = next(r for r in rows if r["solver"] == "ab2" and r["method"] == "Euler-OSS schedule")
+    assert with_ab2["mean psnr K=3"] == bench.score(euler_oss, "ab2")["mean_psnr"]
+    assert with_ab2["psnr K=3"] != rows[0]["psnr K=3"]  # the solver changed the samples
+    searched = next(r for r in rows if r["solver"] == "ab2" and r["method"] == "search exact, joint")
+    steps = bench.search(3, mode="exact", aggregate="joint", solver="ab2")
+    assert searched["psnr K=3"] == bench.score(steps, "ab2")["psnr"]
+
+
+def test_euler_table_has_every_method_at_every_k():
+    bench = Bench("gaussian_mixture", 3.0, 10, 3, 4)
+    rows = quality_rows(bench, ks=(2, 4))
+    assert len(rows) == 10 and all(set(r) == {"method", "psnr K=2", "mean psnr K=2", "psnr K=4", "mean psnr K=4"}
+                                   for r in rows)
