@@ -247,7 +247,7 @@ void def_combo_costs(py::module_& m) {
     check_size("D", D, 1);
     check_size("J", J, 1);
     check_size("B", B, 1);
-    check_size("H", H, 0, 8);
+    check_size("H", H, 0, 3);
     if (norm != 1 && norm != 2) fail("norm must be 1 or 2, got " + std::to_string(norm));
     const Device dev = Device::kCpu;
     auto xp = address<const float>("x", x, elements("x", {R, D}), dev);

@@ -49,7 +49,8 @@ def _e_minus_h(s, t):
 
 def _stack(rows):
     """rows of entries (tensors or numbers, broadcast together) -> [..., len(rows), len(rows[0])]."""
-    flat = torch.broadcast_tensors(*[torch.as_tensor(e, dtype=torch.float64) for row in rows for e in row])
+    device = next((e.device for row in rows for e in row if isinstance(e, torch.Tensor)), None)
+    flat = torch.broadcast_tensors(*[torch.as_tensor(e, dtype=torch.float64, device=device) for row in rows for e in row])
     width = len(rows[0])
     return torch.stack([torch.stack(flat[r * width:(r + 1) * width], -1) for r in range(len(rows))], -2)
 

@@ -277,7 +277,7 @@ class Engine:
         solver = get_solver(opts.solver)
         times, depth = history.times[r], history.depth[r]
         M = solver.matrix(self.s[win_i], self.s[win_j], times[:, 0], times[:, 1], depth)  # [W, 1 + H, 2 + H]
-        vectors = [x[r], v[r]] + [history.vectors[r, k] for k in range(solver.history)]
+        vectors = [x[r].double(), v[r].double()] + [history.vectors[r, k] for k in range(solver.history)]
         state[win_b, win_j] = round_to(combine(M[:, 0], vectors), state.dtype)
         saved["hist"][win_b, win_j] = torch.stack([combine(M[:, 1 + k], vectors) for k in range(solver.history)], 1)
         s_prev, s_prev2, depth = solver.carried_times(self.s[win_i], times[:, 0], depth)

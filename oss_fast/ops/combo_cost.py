@@ -24,10 +24,9 @@ from .euler_cost import pick_backend, unsupported
 def combine(coef: torch.Tensor, vectors: list[torch.Tensor]) -> torch.Tensor:
     """sum_m coef[..., m] * vectors[m] in float64, added in order m = 0, 1, ... (coef [R, n] or
     [n]; vectors [R, D]): the one rounding sequence the cost op, the search's states and sampling share."""
-    out = None
-    for m, u in enumerate(vectors):
-        term = coef[..., m:m + 1] * u.double()
-        out = term if out is None else out + term
+    out = coef[..., 0:1] * vectors[0].double()
+    for m in range(1, len(vectors)):
+        out += coef[..., m:m + 1] * vectors[m].double()  # the product rounded, then the sum: no fused multiply-add
     return out
 
 
