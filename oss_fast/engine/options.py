@@ -109,7 +109,8 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", a
             raise ValueError("mode 'auto' chooses its aggregation itself: leave aggregate unset, or choose a mode")
         aggregate = "median"  # a placeholder: auto sets mode and aggregation per candidate
     elif aggregate is None:
-        # multistep: the median of per-sample paths measured 1-9 dB below one joint decision (README)
+        # multistep: joint bounds the worst samples (PSNR of the MSE); the median's path was scored by
+        # no sample, whose histories differ (README, Quality with solvers)
         aggregate = "joint" if multistep else "median"
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
