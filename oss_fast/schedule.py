@@ -294,7 +294,7 @@ class Schedule:
         is_pipe = scheduler is not pipe_or_scheduler
         if is_pipe and self.solver != "euler":
             raise ValueError(f"a {self.solver} schedule needs `with schedule.applied(pipe): pipe(...)`: it switches "
-                             f"the pipeline to {self.diffusers_scheduler_name()} on the schedule's sigmas")
+                             f"the pipeline to {self._scheduler_spec()[0]} on the schedule's sigmas")
         if mu is None and scheduler.config.get("use_dynamic_shifting") and height and width:
             factor = getattr(pipe_or_scheduler, "vae_scale_factor", 8)
             mu = scheduler_mu(scheduler.config, image_seq_len(height, width, factor))
@@ -339,9 +339,6 @@ class Schedule:
         return "UniPCMultistepScheduler", dict(solver_order=2, solver_type="bh2", predict_x0=True,
                                                lower_order_final=True, disable_corrector=[],
                                                final_sigmas_type="zero", thresholding=False, **prediction)
-
-    def diffusers_scheduler_name(self) -> str:
-        return self._scheduler_spec()[0]
 
     def runs_on(self, scheduler) -> bool:
         """Whether a diffusers scheduler runs this schedule's solver (its class and configuration)."""

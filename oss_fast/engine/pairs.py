@@ -18,9 +18,6 @@ import math
 
 import torch
 
-START = -1  # the previous index of the first step's state (N): none
-
-
 def gram(T: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     """[B, 2J, 2J] Gram matrices of each sample's vectors T[0..N], V[0..N] (float64, V[0] unused)."""
     U = torch.cat([T, V], 0).transpose(0, 1).double()  # [B, 2J, D]
@@ -29,7 +26,7 @@ def gram(T: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
 
 def pair_costs(G: torch.Tensor, s: torch.Tensor, solver, D: int) -> torch.Tensor:
     """C [B, J + 1, J, J]: C[b, p, j, i] the mean squared error of the jump j -> i after a step from p
-    (row J stands for p = START, the first step from N), +inf where not p > j > i (or p = START, j = N)."""
+    (row J: the first step, from N, with no previous index), +inf where not p > j > i."""
     B, J = G.shape[0], s.numel()
     N = J - 1
     dev = G.device
@@ -37,9 +34,8 @@ def pair_costs(G: torch.Tensor, s: torch.Tensor, solver, D: int) -> torch.Tensor
     C = torch.full((B, J + 1, J, J), math.inf, dtype=torch.float64, device=dev)
     # first steps from N (no history yet): first order for every solver here (Euler up to UniPC's s < 1)
     w_first = solver.matrix(s[N], s, 1.0, 1.0, 0)[:, 0, :2]  # on T[N], V[N]
-    for i in range(N):
-        C[:, J, N, i] = _quadratic(G, [N, J + N, i], torch.cat([w_first[i], -torch.ones(1, device=dev,
-                                                                                          dtype=torch.float64)]), D)
+    W = torch.cat([w_first[:N], -torch.ones(N, 1, dtype=torch.float64, device=dev)], 1)  # [i, 3]
+    C[:, J, N, :N] = _quadratic_many(G, [N, J + N], idx[:N], W, D)
     for p in range(2, J):
         js = idx[1:p]
         # the history of the state at j reached from the teacher at p: rows 1.. of a first step p -> j
@@ -54,16 +50,11 @@ def pair_costs(G: torch.Tensor, s: torch.Tensor, solver, D: int) -> torch.Tensor
     return C
 
 
-def _quadratic(G, vectors, w, D):
-    g = G[:, vectors][:, :, vectors]
-    return torch.einsum("a,bac,c->b", w, g, w) / D
-
-
 def _quadratic_many(G, vectors, targets, W, D):
     """w_i^T G[vectors + (target i)] w_i / D for each target i: [B, len(targets)]."""
     base = torch.tensor(vectors, device=G.device)
-    rows = torch.cat([base[None].expand(len(targets), -1), targets[:, None]], 1)  # [i, 5]
-    g = G[:, rows[:, :, None], rows[:, None, :]]                                    # [B, i, 5, 5]
+    rows = torch.cat([base[None].expand(len(targets), -1), targets[:, None]], 1)  # [i, n]
+    g = G[:, rows[:, :, None], rows[:, None, :]]                                    # [B, i, n, n]
     return torch.einsum("ia,biac,ic->bi", W, g, W) / D
 
 

@@ -18,7 +18,7 @@ import torch
 
 from .. import _C
 from ..native import buffer
-from .euler_cost import pick_backend, unsupported
+from .euler_cost import check_rows, pick_backend, unsupported
 
 
 def combine(coef: torch.Tensor, vectors: list[torch.Tensor]) -> torch.Tensor:
@@ -53,28 +53,13 @@ def combo_costs_torch(x, v, hist, coef, targets, row_sample, row_grid, norm=2):
 
 
 def _check(x, v, hist, coef, targets, row_sample, row_grid):
-    if x.dim() != 2 or v.shape != x.shape:
-        raise ValueError(f"x and v must be [R, D] of one shape, got {tuple(x.shape)} and {tuple(v.shape)}")
+    check_rows(x, v, targets, row_sample, row_grid, others=dict(hist=hist, coef=coef))
     R, D = x.shape
-    J = targets.shape[0]
     if hist.dim() != 3 or hist.shape[0] != R or hist.shape[2] != D or hist.dtype != torch.float64:
         raise ValueError(f"hist must be float64 [R={R}, H, D={D}], got {hist.dtype} {tuple(hist.shape)}")
-    H = hist.shape[1]
+    H, J = hist.shape[1], targets.shape[0]
     if coef.dtype != torch.float64 or tuple(coef.shape) != (R, J, 2 + H):
         raise ValueError(f"coef must be float64 [R={R}, J={J}, 2 + H={2 + H}], got {coef.dtype} {tuple(coef.shape)}")
-    if targets.dim() != 3 or targets.shape[2] != D:
-        raise ValueError(f"targets must be [J, B, D={D}], got {tuple(targets.shape)}")
-    for name, t in (("row_sample", row_sample), ("row_grid", row_grid)):
-        if t.dtype != torch.int64 or t.shape != (R,):
-            raise ValueError(f"{name} must be int64 [R={R}], got {t.dtype} {tuple(t.shape)}")
-    if len({t.device for t in (x, v, hist, coef, targets, row_sample, row_grid)}) != 1:
-        raise ValueError("all inputs must be on one device")
-    if R:
-        if int(row_grid.min()) < 1:
-            raise ValueError("row_grid values must be >= 1")
-        low, high = int(row_sample.min()), int(row_sample.max())
-        if low < 0 or high >= targets.shape[1]:
-            raise ValueError(f"row_sample values must lie in [0, {targets.shape[1] - 1}], got [{low}, {high}]")
 
 
 def combo_costs(x, v, hist, coef, targets, row_sample, row_grid, *, norm=2, backend=None, bound=None):

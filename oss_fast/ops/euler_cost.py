@@ -101,9 +101,12 @@ def pick_backend(x, v, targets, norm) -> str:
     return "torch"
 
 
-def _check(x, v, targets, row_sample, row_grid, s):
-    for name, t in (("x", x), ("v", v), ("targets", targets), ("row_sample", row_sample), ("row_grid", row_grid),
-                    ("s", s)):
+def check_rows(x, v, targets, row_sample, row_grid, grid_len: int | None = None, others: dict | None = None):
+    """The checks every cost op's front makes: tensors (the op's `others` too) on one device, x, v
+    [R, D] floating, targets [J, B, D], row_sample / row_grid int64 [R] with samples in [0, B) and grid
+    indices in [1, grid_len) -- the kernels index with them (one sync per call)."""
+    tensors = dict(x=x, v=v, targets=targets, row_sample=row_sample, row_grid=row_grid, **(others or {}))
+    for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     for name, t in (("x", x), ("v", v), ("targets", targets)):
@@ -113,18 +116,17 @@ def _check(x, v, targets, row_sample, row_grid, s):
         raise ValueError(f"x and v must be [R, D] of one shape, got {tuple(x.shape)} and {tuple(v.shape)}")
     if targets.dim() != 3 or targets.shape[2] != x.shape[1]:
         raise ValueError(f"targets must be [J, B, D={x.shape[1]}], got {tuple(targets.shape)}")
-    if s.dtype != torch.float64 or s.dim() != 1 or s.numel() < targets.shape[0]:
-        raise ValueError(f"s must be float64 [S >= J={targets.shape[0]}], got {s.dtype} {tuple(s.shape)}")
     for name, t in (("row_sample", row_sample), ("row_grid", row_grid)):
         if t.dtype != torch.int64 or t.shape != (x.shape[0],):
             raise ValueError(f"{name} must be int64 [R={x.shape[0]}], got {t.dtype} {tuple(t.shape)}")
-    devices = {t.device for t in (x, v, targets, row_sample, row_grid, s)}
+    devices = {t.device for t in tensors.values()}
     if len(devices) != 1:
         raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
-    if row_grid.numel():  # the kernels index s and targets with these (one sync per call)
+    if row_grid.numel():
         low, high = int(row_grid.min()), int(row_grid.max())
-        if low < 1 or high >= s.numel():
-            raise ValueError(f"row_grid values must lie in [1, {s.numel() - 1}], got [{low}, {high}]")
+        if low < 1 or (grid_len is not None and high >= grid_len):
+            bound = f"[1, {grid_len - 1}]" if grid_len is not None else ">= 1"
+            raise ValueError(f"row_grid values must lie in {bound}, got [{low}, {high}]")
         low, high = int(row_sample.min()), int(row_sample.max())
         if low < 0 or high >= targets.shape[1]:
             raise ValueError(f"row_sample values must lie in [0, {targets.shape[1] - 1}], got [{low}, {high}]")
@@ -139,7 +141,10 @@ def euler_costs(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True,
     `<` against it; a backend may then stop summing and report +inf (csrc does). Pairs below their
     bound always get their exact cost, so the winners do not change.
     """
-    _check(x, v, targets, row_sample, row_grid, s)
+    grid_ok = isinstance(s, torch.Tensor) and s.dtype == torch.float64 and s.dim() == 1
+    check_rows(x, v, targets, row_sample, row_grid, s.numel() if grid_ok else None, dict(s=s))
+    if not grid_ok or s.numel() < targets.shape[0]:
+        raise ValueError(f"s must be float64 [S >= J={targets.shape[0]}], got {s.dtype} {tuple(s.shape)}")
     if bound is not None and (bound.dtype != torch.float64 or bound.shape != targets.shape[:2][::-1]
                               or bound.device != x.device):
         raise ValueError(f"bound must be float64 [B, J] = {tuple(targets.shape[:2][::-1])} on {x.device}")
