@@ -9,8 +9,11 @@ Each method runs in a fresh process (so its peak memory is its own), `--repeat` 
 with the median total time is reported), warmed up by one model call
 per batch size it uses (and one cost op, which compiles the Triton kernel), and reports its total time,
 the time spent inside model calls, the number of model calls and rows (padding included), and the process's peak
-resident memory (peak GPU memory on CUDA). Printed: the speed-up of oss_fast over each baseline,
-total time / model-call time, and whether the steps are identical.
+resident memory (peak GPU memory on CUDA). Methods: "oss_fast" (the default search: refined coarse
+to fine), "oss_fast full" (refine=False, the published search's answer) and the two baselines.
+Printed: the speed-up of the default over each method, total time / model-call time, whether the
+full search's steps equal the baselines', and (on CPU) both PSNRs of each method's median schedule
+to the teacher on 16 held-out noises.
 
     python benchmarks/bench_search.py                 # both cases, all methods
     python benchmarks/bench_search.py --cases a --device cuda
@@ -36,7 +39,7 @@ CASES = {
     "b": dict(model="dit", N=100, K=10, B=4, max_batch=64),
     "xl": dict(model="dit-xl", N=100, K=10, B=2, max_batch=100),
 }
-METHODS = ("oss_fast", "search_OSS_batch-style", "search_OSS-style")
+METHODS = ("oss_fast", "oss_fast full", "search_OSS_batch-style", "search_OSS-style")
 
 
 class CallMeter:
@@ -128,9 +131,9 @@ def run_method(case: str, method: str, device: str, max_batch: int | None, repea
         meter = CallMeter(model)
         candidate_rows = None
         begin = time.perf_counter()
-        if method == "oss_fast":
+        if method.startswith("oss_fast"):  # the default (refined), or the full search the baselines make
             res = oss_fast.search(meter, z, cond, student_steps=K, mode="compat", aggregate="per_sample",
-                                  float32=False, max_batch=max_batch, progress=False)
+                                  float32=False, max_batch=max_batch, progress=False, refine=method == "oss_fast")
             steps, candidate_rows = res.steps, res.stats.candidate_rows
         elif method == "search_OSS-style":
             steps = search_oss_style(meter, z, cond, K)
@@ -139,13 +142,32 @@ def run_method(case: str, method: str, device: str, max_batch: int | None, repea
         total = time.perf_counter() - begin
         runs.append(dict(steps=steps, total=total, model=meter.seconds, calls=meter.calls, rows=meter.rows,
                          candidate_rows=candidate_rows))
-        if method == "oss_fast":
-            print(f"oss_fast stats: {res.stats.summary()}", flush=True)
+        if method.startswith("oss_fast"):
+            print(f"{method} stats: {res.stats.summary()}", flush=True)
     median = sorted(runs, key=lambda r: r["total"])[len(runs) // 2]
     median["peak"] = (torch.cuda.max_memory_allocated() if device == "cuda"
                       else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     median["all_totals"] = [r["total"] for r in runs]
     return median
+
+
+def print_quality(case: str, results: dict, samples: int = 16) -> None:
+    """Each method's median schedule (the published cal_medium rule) against the N-step teacher on
+    held-out noises: both PSNRs (oss_fast.report.errors)."""
+    import oss_fast
+    from oss_fast.report import errors, teacher_samples
+
+    torch.set_grad_enabled(False)
+    model, z, cond = build(case, "cpu")
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn((samples,) + tuple(z.shape[1:]), generator=g).to(z.dtype)
+    cond = None if cond is None else torch.randint(0, 1000, (samples,), generator=g)
+    teacher = teacher_samples(model, z, cond)
+    for m, r in results.items():
+        schedule = oss_fast.cal_medium(r["steps"])
+        e = errors(model, z, cond, teacher, schedule)
+        print(f"{m:24} schedule {schedule}: psnr {e['psnr']:.2f}, mean psnr {e['mean_psnr']:.2f} "
+              f"({samples} held-out noises)")
 
 
 def measure(case, method, device, max_batch, repeat):
@@ -175,13 +197,18 @@ def main(argv=None):
             speedup = f"{r['total'] / ours['total']:.1f}x" if ours else "-"
             print(f"{m:24} {r['total']:9.2f} {r['model']:9.2f} {r['total'] / r['model']:11.2f} {r['calls']:7d} "
                   f"{r['rows']:7d} {r['peak'] / 2**20:13.0f} {speedup:>9}")
-        if ours:
+        full = results.get("oss_fast full")
+        if full:
             for m, r in results.items():
-                if m != "oss_fast":
-                    same = r["steps"] == ours["steps"]
-                    print(f"steps identical to {m}: {same}")
-            rows = ours["candidate_rows"] / spec["B"]
-            print(f"oss_fast candidate rows per sample: {rows:.0f}, without padding (K*N = {spec['K'] * spec['N']})")
+                if m not in ("oss_fast", "oss_fast full"):
+                    print(f"oss_fast full: steps identical to {m}: {r['steps'] == full['steps']}")
+        for m in ("oss_fast", "oss_fast full"):
+            if m in results:
+                rows = results[m]["candidate_rows"] / spec["B"]
+                print(f"{m} candidate rows per sample: {rows:.0f} + teacher {spec['N']} (published: "
+                      f"{spec['N'] * (spec['K'] + 1)} in all)")
+        if args.device == "cpu":
+            print_quality(case, results)
 
 
 if __name__ == "__main__":

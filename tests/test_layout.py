@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "oss_fast"
 
 LAYERS = {  # top-level module or subpackage -> layer (higher may import lower)
-    "_C": 0, "_version": 0,
+    "_C": 0, "_version": 0, "progress": 0,
     "native": 1,
     "grid": 2, "ops": 2, "dp": 2,
     "models": 3, "schedule": 3, "solvers": 3,

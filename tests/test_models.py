@@ -19,7 +19,7 @@ from oss_fast.models.opensora import rflow_timesteps
 from oss_fast.models.wan import wan_sigmas
 from oss_fast.zoo import GaussianMixtureFlow
 
-from models import TinySTDiT3, TinyWanModel
+from models import TinySTDiT3, TinyWanModel, full_search
 
 N = 8  # teacher steps of every case
 B = 2  # samples
@@ -141,7 +141,7 @@ def test_wrapper_contract(name):
 def test_search_with_wrapper_equals_reference(name, mode):
     wrapper, z, cond, kwargs = make_case(name)
     expected = ref.search(wrapper, z, cond, student_steps=3, mode=mode, model_kwargs=kwargs)
-    res = oss_fast.search(wrapper, z, cond, student_steps=3, mode=mode, aggregate="per_sample", model_kwargs=kwargs,
+    res = full_search(wrapper, z, cond, student_steps=3, mode=mode, aggregate="per_sample", model_kwargs=kwargs,
                           max_batch=5, progress=False)
     assert res.steps == expected
 
@@ -326,10 +326,10 @@ def test_search_after_warm_up_does_not_recompile(compiled_dit):
     _, compiled = compiled_dit
     z = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([1, 2, 3])
-    first = oss_fast.search(compiled, z, y, student_steps=4, mode="compat", max_batch=8, progress=False)
+    first = full_search(compiled, z, y, student_steps=4, mode="compat", max_batch=8, progress=False)
     graphs, frames = counters["stats"]["unique_graphs"], counters["frames"]["total"]
     assert graphs >= 1
-    second = oss_fast.search(compiled, z, y, student_steps=4, mode="compat", max_batch=8, progress=False)
+    second = full_search(compiled, z, y, student_steps=4, mode="compat", max_batch=8, progress=False)
     assert counters["stats"]["unique_graphs"] == graphs and counters["frames"]["total"] == frames
     assert second.steps == first.steps
 
@@ -398,7 +398,7 @@ def test_half_precision_networks_search_and_sample(name):
         exact = full(z64, grid, cond64, kwargs64)
     assert v.dtype == torch.float32  # the latent's dtype: costs are computed from it
     assert float((v.double() - exact).norm() / exact.norm()) < 0.05  # bfloat16 rounding, not garbage
-    res = oss_fast.search(wrapper, z, cond, student_steps=3, mode="exact", aggregate="per_sample", model_kwargs=kwargs,
+    res = full_search(wrapper, z, cond, student_steps=3, mode="exact", aggregate="per_sample", model_kwargs=kwargs,
                           progress=False)
     assert all(len(p) == 3 and p == sorted(set(p)) for p in res.steps)
     x = oss_fast.sample(wrapper, z, res.steps[0], cond, model_kwargs=kwargs)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from oss_fast.quality import Bench, quality_rows, solver_rows
+from oss_fast.quality import METHODS, Bench, quality_rows, solver_rows
 from oss_fast.report import errors
 
 
@@ -25,13 +25,16 @@ def test_solver_table_cells_are_the_errors_of_their_schedules():
     with_ab2 = next(r for r in rows if r["solver"] == "ab2" and r["method"] == "Euler-OSS schedule")
     assert with_ab2["mean psnr K=3"] == bench.score(euler_oss, "ab2")["mean_psnr"]
     assert with_ab2["psnr K=3"] != rows[0]["psnr K=3"]  # the solver changed the samples
-    searched = next(r for r in rows if r["solver"] == "ab2" and r["method"] == "search exact, joint")
-    steps = bench.search(3, mode="exact", aggregate="joint", solver="ab2")
+    searched = next(r for r in rows if r["solver"] == "ab2" and r["method"] == "search exact, joint_rms")
+    steps = bench.search(3, mode="exact", aggregate="joint_rms", solver="ab2")
     assert searched["psnr K=3"] == bench.score(steps, "ab2")["psnr"]
 
 
 def test_euler_table_has_every_method_at_every_k():
     bench = Bench("gaussian_mixture", 3.0, 10, 3, 4)
     rows = quality_rows(bench, ks=(2, 4))
-    assert len(rows) == 10 and all(set(r) == {"method", "psnr K=2", "mean psnr K=2", "psnr K=4", "mean psnr K=4"}
-                                   for r in rows)
+    columns = {"method"} | {f"{m} K={K}" for K in (2, 4) for m in ("psnr", "mean psnr", "rows")}
+    assert len(rows) == len(METHODS) and all(set(r) == columns for r in rows)
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["uniform"]["rows K=4"] == 0 and by_method["teacher, joint"]["rows K=4"] == 10  # N per noise
+    assert by_method["compat, median (published)"]["rows K=2"] <= 10 * 3  # N (K + 1) at most

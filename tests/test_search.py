@@ -8,7 +8,7 @@ import oss_fast
 from oss_fast import reference as ref
 from oss_fast.zoo import GaussianMixtureFlow
 
-from models import TinyConvNet
+from models import TinyConvNet, full_search
 
 SHAPE = (2, 4, 4)
 
@@ -49,34 +49,29 @@ def test_dropins_equal_reference(kind, N, K, B, shift):
 
 
 @pytest.mark.parametrize("mode", ["compat", "exact", "teacher"])
-@pytest.mark.parametrize("aggregate", ["per_sample", "median", "joint"])
+@pytest.mark.parametrize("aggregate", ["per_sample", "median", "joint", "joint_rms"])
 @pytest.mark.parametrize("kind", ["mixture", "convnet"])
 def test_modes_and_aggregations_equal_reference(mode, aggregate, kind):
     model, z, cond = make(kind, 30, 2.0, 3, seed=1)
     for K in (1, 4, 30 if mode != "compat" else 29):  # compat needs K < N (drop-ins: any K)
         expected = ref.search(model, z, cond, student_steps=K, mode=mode, aggregate=aggregate)
-        res = oss_fast.search(model, z, cond, student_steps=K, mode=mode, aggregate=aggregate, progress=False)
+        res = full_search(model, z, cond, student_steps=K, mode=mode, aggregate=aggregate, progress=False)
         assert (res.steps if aggregate == "per_sample" else res.schedule) == expected
         if aggregate == "median":
             assert res.schedule == ref.median(res.steps)
 
 
-@pytest.mark.parametrize("kind", ["mixture", "convnet"])
-def test_auto_keeps_the_candidate_closest_to_the_teacher_on_validation_noises(kind):
-    model, z, cond = make(kind, 30, 2.0, 3, seed=2)
-    res = oss_fast.search(model, z, cond, student_steps=4, seed=7, progress=False)
-    # validation noises: standard normal from seed + 1, with the search samples' conditioning
-    z_val = torch.randn(z.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64).to(z.dtype)
-    teacher = ref.sample(model, z_val, list(range(1, 31)), cond)
-    candidates = {}
-    for mode, aggregate in (("compat", "median"), ("exact", "joint"), ("teacher", "joint")):
-        steps = ref.search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate)
-        x = ref.sample(model, z_val, steps, cond)
-        candidates[mode, aggregate] = (float(((x.double() - teacher.double()) ** 2).mean()), steps)
-    chosen = min(candidates, key=lambda c: candidates[c][0])  # the first of equals, as auto
-    assert (res.mode, res.aggregate) == chosen and res.schedule == candidates[chosen][1]
-    for (mode, aggregate), (error, _) in candidates.items():
-        assert res.stats.auto_candidates[f"{mode}/{aggregate}"] == pytest.approx(error, rel=1e-12)
+def test_joint_rms_weighs_samples_by_root_cost():
+    from oss_fast.engine.search import joint_cost
+
+    # sample 0 prefers candidate 0 (errors 100 < 121), sample 1 candidate 1 (1 < 9): the mean cost
+    # follows the larger errors (54.5 < 61), the mean root cost both (6.5**2 > 6**2)
+    per_sample = torch.tensor([[100.0, 121.0], [9.0, 1.0]], dtype=torch.float64)
+    assert joint_cost(per_sample, "joint").tolist() == [54.5, 61.0]
+    assert joint_cost(per_sample, "joint_rms").tolist() == [42.25, 36.0]
+    assert ref.group_cost([100.0, 9.0], "joint_rms") == 42.25
+    # the teacher's Gram-form costs can round to just below zero: counted as zero, not NaN
+    assert joint_cost(torch.tensor([[-1e-18], [4.0]], dtype=torch.float64), "joint_rms").tolist() == [1.0]
 
 
 @pytest.mark.parametrize("objective", ["sum", "max"])
@@ -84,7 +79,7 @@ def test_teacher_objectives_equal_reference(objective):
     model, z, cond = make("mixture", 40, 3.0, 2)
     for aggregate in ("per_sample", "joint"):
         expected = ref.search(model, z, cond, student_steps=6, mode="teacher", aggregate=aggregate, objective=objective)
-        res = oss_fast.search(model, z, cond, student_steps=6, mode="teacher", aggregate=aggregate,
+        res = full_search(model, z, cond, student_steps=6, mode="teacher", aggregate=aggregate,
                               objective=objective, progress=False)
         assert (res.steps if aggregate == "per_sample" else res.schedule) == expected
 
@@ -93,7 +88,7 @@ def test_exact_free_start_equals_reference():
     model, z, cond = make("convnet", 25, 1.0, 2)
     for aggregate in ("per_sample", "joint"):
         expected = ref.search(model, z, cond, student_steps=5, mode="exact", aggregate=aggregate, free_start=True)
-        res = oss_fast.search(model, z, cond, student_steps=5, mode="exact", aggregate=aggregate, free_start=True,
+        res = full_search(model, z, cond, student_steps=5, mode="exact", aggregate=aggregate, free_start=True,
                               progress=False)
         assert (res.steps if aggregate == "per_sample" else res.schedule) == expected
 
@@ -115,7 +110,7 @@ def test_random_channels_per_level_equal_reference():
     z = model.noise(2, seed=5)
     for mode in ("compat", "exact"):
         expected = ref.search(model, z, student_steps=4, mode=mode, channels=3, random_channels=True, seed=9)
-        res = oss_fast.search(model, z, student_steps=4, mode=mode, aggregate="per_sample", channels=3,
+        res = full_search(model, z, student_steps=4, mode=mode, aggregate="per_sample", channels=3,
                               random_channels=True, seed=9, progress=False)
         assert res.steps == expected
     np.random.seed(0)
@@ -130,7 +125,7 @@ def test_bfloat16_latents_equal_reference(float32):
     z = model.noise(2, seed=6, dtype=torch.bfloat16)
     for mode in ("compat", "exact"):
         expected = ref.search(model, z, student_steps=4, mode=mode, float32=float32)
-        res = oss_fast.search(model, z, student_steps=4, mode=mode, aggregate="per_sample", float32=float32,
+        res = full_search(model, z, student_steps=4, mode=mode, aggregate="per_sample", float32=float32,
                               progress=False)
         assert res.steps == expected
 
@@ -139,11 +134,11 @@ def test_chunk_size_and_backend_do_not_change_the_answer(monkeypatch):
     model, z, cond = make("convnet", 40, 1.0, 3, seed=7)
     answers = set()
     for max_batch in (1, 3, 7, 200):
-        res = oss_fast.search(model, z, cond, student_steps=6, mode="compat", aggregate="per_sample",
+        res = full_search(model, z, cond, student_steps=6, mode="compat", aggregate="per_sample",
                               max_batch=max_batch, progress=False)
         answers.add(str(res.steps))
     monkeypatch.setenv("OSS_FAST_BACKEND", "torch")
-    res = oss_fast.search(model, z, cond, student_steps=6, mode="compat", aggregate="per_sample", progress=False)
+    res = full_search(model, z, cond, student_steps=6, mode="compat", aggregate="per_sample", progress=False)
     assert res.stats.cost_backend == "torch"
     answers.add(str(res.steps))
     assert len(answers) == 1
@@ -152,7 +147,7 @@ def test_chunk_size_and_backend_do_not_change_the_answer(monkeypatch):
 def test_compat_skips_unchanged_candidates():
     model, z, cond = make("mixture", 50, 1.0, 4, seed=8)
     K = 10
-    res = oss_fast.search(model, z, cond, student_steps=K, mode="compat", aggregate="per_sample", progress=False)
+    res = full_search(model, z, cond, student_steps=K, mode="compat", aggregate="per_sample", progress=False)
     assert res.stats.rows_per_level[0] == 4 * 50
     assert res.stats.candidate_rows / 4 < K * 50
     assert res.stats.teacher_calls == 50
@@ -177,7 +172,7 @@ def test_per_sample_kwargs_follow_the_rows():
     z = model.inner.noise(3, seed=1)
     kwargs = {"scale": torch.tensor([0.5, 1.0, 1.5]), "shared": 0.9}
     expected = ref.search(model, z, student_steps=3, mode="compat", model_kwargs=kwargs)
-    res = oss_fast.search(model, z, student_steps=3, mode="compat", aggregate="per_sample", model_kwargs=kwargs,
+    res = full_search(model, z, student_steps=3, mode="compat", aggregate="per_sample", model_kwargs=kwargs,
                           max_batch=5, progress=False)
     assert res.steps == expected
 
@@ -199,7 +194,7 @@ class NoCalls:
     (dict(student_steps=0), "student_steps must be an int"),
     (dict(student_steps=11, mode="exact"), r"student_steps \(11\) must not exceed teacher_steps \(10\)"),
     (dict(student_steps=11, mode="teacher"), r"student_steps \(11\) must not exceed"),
-    (dict(student_steps=11), r"student_steps \(11\) must not exceed"),  # auto needs K <= N like exact
+    (dict(student_steps=10), r"student_steps \(10\) must be below teacher_steps \(10\) in mode 'compat'"),
     (dict(student_steps=3, mode="fast"), "mode must be one of"),
     (dict(student_steps=3, mode="compat", aggregate="mean"), "aggregate must be one of"),
     (dict(student_steps=3, mode="teacher", objective="min"), "objective must be one of"),
@@ -222,9 +217,13 @@ class NoCalls:
     (dict(student_steps=3, max_batch=0), "max_batch must be an int"),
     (dict(student_steps=3, free_start=True, mode="compat"), "free_start applies to mode 'exact' only"),
     (dict(student_steps=3, teacher_steps=11), r"teacher_steps \(11\) must equal the model's grid"),
-    (dict(student_steps=3, aggregate="joint"), "mode 'auto' chooses its aggregation itself"),
+    (dict(student_steps=3, mode="auto"), "mode 'auto' is gone: the default is now mode 'compat' refined"),
     (dict(student_steps=3, random_channels=True), "random_channels needs channels"),
-    (dict(student_steps=3, mode="auto", checkpoint="x.ckpt"), "checkpoints need a single mode"),
+    (dict(student_steps=3, mode="teacher", refine=True), "refine applies to the native modes 'compat' and 'exact'"),
+    (dict(student_steps=3, refine=1), "refine must be True or False"),
+    (dict(student_steps=3, refine=False, stride=2), "stride, band and max_rows shape the refinement: they need refine=True"),
+    (dict(student_steps=3, band=0), r"band must be an int \[1, 10\]"),
+    (dict(student_steps=3, stride=11), r"stride must be an int \[1, 10\]"),
 ])
 def test_bad_options_raise_before_any_model_call(kwargs, message):
     model = NoCalls(GaussianMixtureFlow(shape=SHAPE, teacher_steps=10).fm_steps)
@@ -236,21 +235,21 @@ def test_bad_inputs_raise_before_any_model_call():
     grid = GaussianMixtureFlow(shape=SHAPE, teacher_steps=10).fm_steps
     z = torch.zeros(2, *SHAPE)
     with pytest.raises(ValueError, match="strictly increasing"):
-        oss_fast.search(NoCalls(torch.tensor([0.0, 0.5, 0.4, 1.0])), z, student_steps=2)
+        full_search(NoCalls(torch.tensor([0.0, 0.5, 0.4, 1.0])), z, student_steps=2)
     with pytest.raises(ValueError, match="must start at 0"):
-        oss_fast.search(NoCalls(torch.tensor([0.1, 0.5, 1.0])), z, student_steps=1)
+        full_search(NoCalls(torch.tensor([0.1, 0.5, 1.0])), z, student_steps=1)
     with pytest.raises(ValueError, match="no fm_steps"):
-        oss_fast.search(object(), z, student_steps=2)
+        full_search(object(), z, student_steps=2)
     with pytest.raises(ValueError, match="z holds NaN or inf"):
-        oss_fast.search(NoCalls(grid), torch.full((2, *SHAPE), float("nan")), student_steps=2)
+        full_search(NoCalls(grid), torch.full((2, *SHAPE), float("nan")), student_steps=2)
     with pytest.raises(ValueError, match="z must be a floating-point tensor"):
-        oss_fast.search(NoCalls(grid), torch.zeros(2, *SHAPE, dtype=torch.long), student_steps=2)
+        full_search(NoCalls(grid), torch.zeros(2, *SHAPE, dtype=torch.long), student_steps=2)
     with pytest.raises(ValueError, match=r"cond has 3 entries but the search batch is 2"):
-        oss_fast.search(NoCalls(grid), z, torch.tensor([1, 2, 3]), student_steps=2)
+        full_search(NoCalls(grid), z, torch.tensor([1, 2, 3]), student_steps=2)
     with pytest.raises(ValueError, match=r"batch_size \(3\) must equal z.shape\[0\] \(2\)"):
         oss_fast.search_OSS(NoCalls(grid), z, 3, None, "cpu", teacher_steps=10, student_steps=2)
     with pytest.raises(ValueError, match=r"model_kwargs\['scale'\] is per-sample: expected first dimension 2"):
-        oss_fast.search(NoCalls(grid, per_sample_kwargs=("scale",)), z, student_steps=2,
+        full_search(NoCalls(grid, per_sample_kwargs=("scale",)), z, student_steps=2,
                         model_kwargs={"scale": torch.ones(3), "shared": 1.0})
 
 
@@ -258,10 +257,10 @@ def test_a_strided_grid_gives_the_schedule_of_its_values():
     # the reproducer of issue 10: the same 21 values as a strided view changed the compiled paths' answer
     m = GaussianMixtureFlow(shape=(4, 8, 8), teacher_steps=20)
     z = m.noise(4, seed=0)
-    dense = oss_fast.search(m, z, student_steps=5, mode="compat", aggregate="per_sample", progress=False).steps
+    dense = full_search(m, z, student_steps=5, mode="compat", aggregate="per_sample", progress=False).steps
     m.fm_steps = torch.linspace(0, 1, 41, dtype=torch.float64)[::2]
     assert not m.fm_steps.is_contiguous()
-    strided = oss_fast.search(m, z, student_steps=5, mode="compat", aggregate="per_sample", progress=False).steps
+    strided = full_search(m, z, student_steps=5, mode="compat", aggregate="per_sample", progress=False).steps
     assert strided == dense == ref.search(m, z, student_steps=5, mode="compat")
 
 
@@ -275,7 +274,7 @@ def test_integer_or_complex_velocities_are_a_type_error():
                 return inner(x, t).to(dtype)
 
         with pytest.raises(TypeError, match=f"returned {dtype} velocities"):
-            oss_fast.search(Cast(), inner.noise(2), student_steps=3, progress=False)
+            full_search(Cast(), inner.noise(2), student_steps=3, progress=False)
 
 
 def test_nan_from_the_model_names_level_and_grid_index():
@@ -295,9 +294,9 @@ def test_nan_from_the_model_names_level_and_grid_index():
             return v
 
     with pytest.raises(FloatingPointError, match="teacher rollout at grid index 7"):
-        oss_fast.search(NanAt(0), z, student_steps=2, progress=False)
+        full_search(NanAt(0), z, student_steps=2, progress=False)
     with pytest.raises(FloatingPointError, match="at level 0 at grid index 7"):
-        oss_fast.search(NanAt(10), z, student_steps=2, mode="compat", progress=False)
+        full_search(NanAt(10), z, student_steps=2, mode="compat", progress=False)
 
 
 # ----------------------------------------------------------------------------- GPU
@@ -308,7 +307,7 @@ def test_search_on_gpu_equals_reference(mode):
     model = GaussianMixtureFlow(shape=(4, 16, 16), components=4, teacher_steps=60, shift=3.0, seed=1, device="cuda")
     z = model.noise(3, seed=2)
     expected = ref.search(model, z, student_steps=6, mode=mode, aggregate="per_sample")
-    res = oss_fast.search(model, z, student_steps=6, mode=mode, aggregate="per_sample", progress=False)
+    res = full_search(model, z, student_steps=6, mode=mode, aggregate="per_sample", progress=False)
     assert res.stats.cost_backend == "triton"
     assert res.steps == expected
 
@@ -318,6 +317,6 @@ def test_strided_grid_on_gpu_gives_the_reference_schedule():
     model = GaussianMixtureFlow(shape=(4, 8, 8), teacher_steps=20, device="cuda")
     z = model.noise(4, seed=0)
     model.fm_steps = torch.linspace(0, 1, 41, dtype=torch.float64, device="cuda")[::2]
-    res = oss_fast.search(model, z, student_steps=5, mode="compat", aggregate="per_sample", progress=False)
+    res = full_search(model, z, student_steps=5, mode="compat", aggregate="per_sample", progress=False)
     assert res.stats.cost_backend == "triton"
     assert res.steps == ref.search(model, z, student_steps=5, mode="compat")

@@ -12,7 +12,7 @@ from oss_fast.solvers import SOLVERS, Trajectory
 from oss_fast.zoo import GaussianMixtureFlow
 
 from kdiffusion import load_sampling
-from models import TinyConvNet
+from models import TinyConvNet, full_search
 
 SIGMAS = [
     [1.0, 0.8, 0.55, 0.3, 0.1, 0.0],           # from pure noise (log-SNR -inf at the start)
@@ -96,13 +96,13 @@ def make(kind, N, B, seed=0):
 
 @pytest.mark.parametrize("solver", ["ab2", "dpmpp_2m", "unipc"])
 @pytest.mark.parametrize("mode", ["compat", "exact"])
-@pytest.mark.parametrize("aggregate", ["per_sample", "median", "joint"])
+@pytest.mark.parametrize("aggregate", ["per_sample", "median", "joint", "joint_rms"])
 @pytest.mark.parametrize("kind", ["mixture", "convnet"])
 def test_solver_search_equals_reference(solver, mode, aggregate, kind):
     model, z, cond = make(kind, 12, 3, seed=1)
     for K in (1, 4, 11):
         expected = ref.search(model, z, cond, student_steps=K, mode=mode, aggregate=aggregate, solver=solver)
-        search = lambda: oss_fast.search(model, z, cond, student_steps=K, mode=mode, aggregate=aggregate,
+        search = lambda: full_search(model, z, cond, student_steps=K, mode=mode, aggregate=aggregate,
                                          solver=solver, max_batch=7, progress=False)
         traced = expected if aggregate == "per_sample" else [expected]
         if any(len(set(path)) < K for path in traced):  # compat's trace reached the noise early
@@ -118,7 +118,7 @@ def test_solver_search_equals_reference(solver, mode, aggregate, kind):
 def test_recorded_cost_is_the_error_of_sampling_along_the_path(solver):
     model = GaussianMixtureFlow(shape=(2, 4, 4), components=4, teacher_steps=20, shift=3.0, seed=4)
     z = model.noise(3, seed=5, dtype=torch.float64)
-    res = oss_fast.search(model, z, student_steps=5, mode="exact", aggregate="per_sample", solver=solver,
+    res = full_search(model, z, student_steps=5, mode="exact", aggregate="per_sample", solver=solver,
                           float32=False, progress=False)
     teacher = oss_fast.sample(model, z, list(range(1, 21)), float32=False)
     for b, (path, cost) in enumerate(zip(res.steps, res.costs)):
@@ -129,30 +129,30 @@ def test_recorded_cost_is_the_error_of_sampling_along_the_path(solver):
 
 def test_model_rows_are_those_of_the_euler_search():
     model, z, cond = make("convnet", 30, 4, seed=2)
-    euler = oss_fast.search(model, z, cond, student_steps=6, mode="exact", aggregate="joint", progress=False)
+    euler = full_search(model, z, cond, student_steps=6, mode="exact", aggregate="joint", progress=False)
     for solver in ("ab2", "dpmpp_2m", "unipc"):
-        res = oss_fast.search(model, z, cond, student_steps=6, mode="exact", solver=solver, progress=False)
-        assert res.aggregate == "joint"  # the default for multistep solvers
+        res = full_search(model, z, cond, student_steps=6, mode="exact", solver=solver, progress=False)
+        assert res.aggregate == "joint_rms"  # the default for multistep solvers
         assert res.stats.candidate_rows == euler.stats.candidate_rows
 
 
 def test_unknown_solver_is_refused_before_any_model_call():
     model = GaussianMixtureFlow(shape=(2, 4, 4), teacher_steps=10)
     with pytest.raises(ValueError, match="solver must be one of"):
-        oss_fast.search(model, model.noise(2), student_steps=3, solver="heun")
+        full_search(model, model.noise(2), student_steps=3, solver="heun")
     with pytest.raises(ValueError, match="solver must be one of"):
         oss_fast.sample(model, model.noise(2), [3, 10], solver="rk4")
 
 
 @pytest.mark.parametrize("solver", ["ab2", "dpmpp_2m", "unipc"])
 @pytest.mark.parametrize("aggregate,objective", [("per_sample", "sum"), ("joint", "sum"), ("median", "max"),
-                                                 ("joint", "max")])
+                                                 ("joint", "max"), ("joint_rms", "sum")])
 def test_teacher_mode_pair_dp_equals_reference(solver, aggregate, objective):
     model = GaussianMixtureFlow(shape=(2, 4, 4), components=4, teacher_steps=10, shift=2.0, seed=1)
     z = model.noise(3, seed=2, dtype=torch.float64)  # float64: the Gram form rounds nothing
     expected = ref.search(model, z, student_steps=4, mode="teacher", aggregate=aggregate, solver=solver,
                           objective=objective)
-    res = oss_fast.search(model, z, student_steps=4, mode="teacher", aggregate=aggregate, solver=solver,
+    res = full_search(model, z, student_steps=4, mode="teacher", aggregate=aggregate, solver=solver,
                           objective=objective, progress=False)
     assert (res.steps if aggregate == "per_sample" else res.schedule) == expected
     assert res.stats.candidate_rows == 0  # the teacher's calls only
@@ -178,7 +178,7 @@ def test_teacher_mode_pair_costs_equal_the_reference_jump_errors():
 def test_teacher_mode_with_a_multistep_solver_needs_the_squared_error():
     model = GaussianMixtureFlow(shape=(2, 4, 4), teacher_steps=10)
     with pytest.raises(ValueError, match="norm must be 2"):
-        oss_fast.search(model, model.noise(2), student_steps=3, mode="teacher", solver="ab2", norm=1)
+        full_search(model, model.noise(2), student_steps=3, mode="teacher", solver="ab2", norm=1)
 
 
 @pytest.mark.parametrize("solver,sampler", [("euler", "sample_euler"), ("ab2", "sample_lms")])
@@ -208,6 +208,6 @@ def test_solver_search_on_gpu_equals_reference(solver, mode):
     model = GaussianMixtureFlow(shape=(4, 16, 16), components=4, teacher_steps=30, shift=3.0, seed=1, device="cuda")
     z = model.noise(3, seed=2)
     expected = ref.search(model, z, student_steps=5, mode=mode, aggregate="joint", solver=solver)
-    res = oss_fast.search(model, z, student_steps=5, mode=mode, aggregate="joint", solver=solver, progress=False)
+    res = full_search(model, z, student_steps=5, mode=mode, aggregate="joint", solver=solver, progress=False)
     assert res.stats.cost_backend == "triton"
     assert res.schedule == expected

@@ -32,10 +32,16 @@ class SearchOptions:
     progress: bool = True
     published: bool = False  # the drop-ins' indexing (see check_options)
     solver: str = "euler"
+    refine: bool = False  # modes compat/exact: coarse-to-fine (DESIGN §3.6) instead of the full search
+    stride: int | None = None  # the coarse pass's stride (None: refine.default_stride)
+    band: int | None = None  # the band passes' half-width in grid indices (None: the stride)
+    refine_rounds: int = 4  # band passes at most, re-centred until the path is stable
+    max_rows: int | None = None  # refinement's model-row budget, teacher included (None: half the published)
 
 
-MODES = ("auto", "compat", "exact", "teacher")
-AGGREGATES = ("per_sample", "median", "joint")
+MODES = ("compat", "exact", "teacher")
+JOINT = ("joint", "joint_rms")  # one decision for all samples: on the mean cost, or the mean root cost
+AGGREGATES = ("per_sample", "median") + JOINT
 OBJECTIVES = ("sum", "max")
 
 
@@ -78,10 +84,10 @@ def _selection_count(name, value, size: int | None):
     return value
 
 
-def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", aggregate=None, norm=2,
+def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat", aggregate=None, norm=2,
                   channels="all", frames="all", random_channels=False, seed=0, float32=True, max_batch=None,
-                  free_start=False, objective="sum", progress=True, solver="euler",
-                  published: bool = False) -> SearchOptions:
+                  free_start=False, objective="sum", progress=True, solver="euler", refine=None, stride=None,
+                  band=None, max_rows=None, published: bool = False) -> SearchOptions:
     """The checked options of a search. published=True is the drop-ins' contract: teacher_steps may
     be a prefix of the model's grid and compat may take K >= N, as the published code allows."""
     if not isinstance(z, torch.Tensor) or z.dim() < 2 or not z.is_floating_point():
@@ -99,19 +105,19 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", a
         if teacher_steps is not None and _positive_int("teacher_steps", teacher_steps) != N_model:
             raise ValueError(f"teacher_steps ({teacher_steps!r}) must equal the model's grid, {N_model} steps "
                              f"(len(model.fm_steps) - 1); build the model on a {teacher_steps}-step grid instead")
+    if mode == "auto":
+        raise ValueError("mode 'auto' is gone: the default is now mode 'compat' refined coarse-to-fine at under half "
+                         "the published search's model rows (README, Quality); pass mode='compat', 'exact' or 'teacher'")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
     multistep = SOLVERS[solver].history > 0
-    if mode == "auto":
-        if aggregate is not None:
-            raise ValueError("mode 'auto' chooses its aggregation itself: leave aggregate unset, or choose a mode")
-        aggregate = "median"  # a placeholder: auto sets mode and aggregation per candidate
-    elif aggregate is None:
-        # multistep: joint bounds the worst samples (PSNR of the MSE); the median's path was scored by
-        # no sample, whose histories differ (README, Quality with solvers)
-        aggregate = "joint" if multistep else "median"
+    if aggregate is None:
+        # multistep: one decision for all samples (the median's path was scored by no sample, whose
+        # histories differ), on the mean RMS error: the mean MSE let one badly served search noise
+        # steer the schedule (README, Quality with solvers)
+        aggregate = "joint_rms" if multistep else "median"
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
     if objective not in OBJECTIVES:
@@ -136,10 +142,23 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="auto", a
     frames = _selection_count("frames", frames, None)
     if random_channels and channels == "all":
         raise ValueError("random_channels needs channels = n (how many to draw per level)")
-    if free_start and mode != "exact":  # (auto included: its exact candidate starts at N)
+    if free_start and mode != "exact":
         raise ValueError("free_start applies to mode 'exact' only")
+    if refine is None:
+        refine = not published and mode != "teacher"  # the drop-ins are the published search
+    elif not isinstance(refine, bool):
+        raise ValueError(f"refine must be True or False, got {refine!r}")
+    elif refine and (published or mode == "teacher"):
+        raise ValueError("refine applies to the native modes 'compat' and 'exact' (mode 'teacher' evaluates no "
+                         "candidates; the drop-ins are the published full search)")
+    if not refine and (stride is not None or band is not None or max_rows is not None):
+        raise ValueError("stride, band and max_rows shape the refinement: they need refine=True")
+    max_rows = None if max_rows is None else _positive_int("max_rows", max_rows)
+    stride = None if stride is None else _positive_int("stride", stride, 1, N)
+    band = None if band is None else _positive_int("band", band, 1, N)
     chunk = 32 if max_batch is None else _positive_int("max_batch", max_batch)
     return SearchOptions(student_steps=K, teacher_steps=N, mode=mode, aggregate=aggregate, norm=float(norm),
                          channels=channels, frames=frames, random_channels=bool(random_channels), seed=int(seed),
                          float32=bool(float32), chunk=chunk, free_start=bool(free_start), objective=objective,
-                         progress=bool(progress), published=bool(published), solver=solver)
+                         progress=bool(progress), published=bool(published), solver=solver, refine=refine,
+                         stride=stride, band=band, max_rows=max_rows)

@@ -5,9 +5,9 @@ only the states the previous level changed) → model on rows of all samples at 
 chunks → fused cost op over (candidate, target) pairs → per-target min/argmin and the DP update in
 csrc → gather-axpy of the winning states. Nothing of size N x N x D is materialised.
 
-`Engine.opts` holds what every search on one teacher rollout shares (costs, precision, batching);
-the methods that depend on the DP's mode, aggregation or start take their `SearchOptions`
-explicitly, so mode auto runs its candidates side by side without changing the engine.
+With refinement (DESIGN §3.6, engine/refine.py) the same level loop runs as passes: one on a
+coarse sub-grid, then passes restricted to a band around the last path, which take the model
+outputs of states met before from a cache.
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ from __future__ import annotations
 import math
 import resource
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import dp
+from ..progress import progress
 from ..ops import combine, combo_costs, euler_costs, euler_rows, round_to
 from ..ops.euler_cost import pick_backend
-from ..solvers import Trajectory, get_solver
+from ..solvers import get_solver
 from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm
 from .inputs import SampleInputs
 from . import pairs
-from .options import SearchOptions
+from .options import JOINT, SearchOptions
+from .refine import Restriction, RowBudgetSpent, VelocityCache, band, coarse, default_stride
 from .runner import ModelRunner, first_non_finite, synchronize
 from .selection import CostSelection
 from .stats import SearchStats
@@ -42,11 +43,14 @@ def mean_over_samples(per_sample: torch.Tensor) -> torch.Tensor:
     return total / per_sample.shape[0]
 
 
-# mode "auto": the combinations it searches (sharing one teacher rollout) and chooses among. Each
-# candidate's schedule is scored on validation noises -- fresh standard-normal noises with the
-# search samples' conditioning, not the noises it was searched on (a schedule fits those) -- by
-# the MSE of Euler along it to the teacher's samples. compat/median is the published search.
-AUTO_CANDIDATES = (("compat", "median"), ("exact", "joint"), ("teacher", "joint"))
+def joint_cost(per_sample: torch.Tensor, aggregate: str) -> torch.Tensor:
+    """The cost a joint decision minimises, over dimension 0 (the samples), in sample order as the
+    reference sums (bitwise equal): the mean ("joint"), or the square of the mean root ("joint_rms":
+    for the squared norm, the mean RMS error), which one badly served noise steers less."""
+    if aggregate == "joint":
+        return mean_over_samples(per_sample)
+    root = mean_over_samples(per_sample.clamp_min(0).sqrt())  # Gram-form costs can round below 0
+    return root * root
 
 
 # what a checkpoint of the levels holds beside the teacher trajectory
@@ -143,8 +147,7 @@ class Engine:
         return costs
 
     def _bar(self, total: int, desc: str, initial: int = 0):
-        return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True,
-                    disable=not self.opts.progress or self.comm.rank != 0)
+        return progress(total, desc, enabled=self.opts.progress and self.comm.rank == 0, initial=initial)
 
     def _save(self, **state):
         if self.checkpoint is not None:
@@ -183,10 +186,12 @@ class Engine:
         return T, V
 
     # ------------------------------------------------------------------ modes compat / exact
-    def initial_levels_state(self, opts: SearchOptions) -> dict:
-        """best, from, the candidates to evaluate (live) and the states, before level 0."""
+    def initial_levels_state(self, opts: SearchOptions, restriction: Restriction | None = None) -> dict:
+        """best, from, the candidates to evaluate (live) and the states, before level 0; with a
+        restriction (refinement passes) only its starts are live and each state's chain of grid
+        indices is kept (trace, steps: what the velocity cache knows a state by)."""
         B, J, K, N = self.B, self.J, self.K, self.N
-        G = 1 if opts.aggregate == "joint" else B
+        G = 1 if opts.aggregate in JOINT else B
         dev = self.device
         live = torch.zeros((G, J), dtype=torch.bool, device=dev)
         if opts.mode == "compat" or opts.free_start:
@@ -199,6 +204,11 @@ class Engine:
             live[:, N] = True
         saved = dict(level=0, best=torch.full((G, J), math.inf, dtype=torch.float64, device=dev),
                      from_=torch.full((G, K + 1, J), N, dtype=torch.int64, device=dev), live=live, state=state)
+        if restriction is not None:
+            live &= restriction.starts
+            saved["trace"] = torch.full((B, J, K + 1), -1, dtype=torch.int64, device=dev)
+            saved["trace"][:, :, 0] = torch.arange(J, device=dev)
+            saved["steps"] = torch.zeros((B, J), dtype=torch.int64, device=dev)
         H = get_solver(opts.solver).history
         if H:  # a multistep solver's memory of each state (none yet: depth 0)
             saved.update(hist=torch.zeros((B, J, H, self.D), dtype=torch.float64, device=dev),
@@ -214,21 +224,35 @@ class Engine:
         samples = torch.arange(self.B, device=self.device)
         return LevelRows(sample=samples.repeat_interleave(len(cand)), grid=cand.repeat(self.B), group=group, cand=cand)
 
-    def evaluate(self, state: torch.Tensor, rows: LevelRows, level: int):
-        """(x, v) [R, D]: the rows' states and their velocities."""
-        x = state[rows.sample, rows.grid]
+    def evaluate(self, saved: dict, rows: LevelRows, level: int, cache: VelocityCache | None = None):
+        """(x, v) [R, D]: the rows' states and their velocities (from the cache where it has them)."""
+        x = saved["state"][rows.sample, rows.grid]
         before = self.runner.seconds
-        v = self._call(x, rows.grid, rows.sample, f"at level {level}")
+        if cache is None:
+            v = self._call(x, rows.grid, rows.sample, f"at level {level}")
+        else:
+            at = (rows.sample, rows.grid)
+            keys = cache.keys(rows.sample, saved["trace"][at], saved["steps"][at])
+            found = cache.lookup(keys)
+            miss = [r for r, f in enumerate(found) if f is None]
+            cache.spend(len(miss))
+            if miss:
+                m = torch.tensor(miss, dtype=torch.int64, device=self.device)
+                fresh = self._call(x[m], rows.grid[m], rows.sample[m], f"at level {level}")
+                for r, f in zip(miss, fresh):
+                    found[r] = f
+            v = torch.stack(found) if found else torch.empty_like(x)
+            cache.store(keys, v)
         self.stats.seconds_candidates += self.runner.seconds - before
         return x, v
 
-    def grouped_costs(self, costs: torch.Tensor, rows: LevelRows, G: int, joint: bool):
+    def grouped_costs(self, costs: torch.Tensor, rows: LevelRows, G: int, aggregate: str):
         """The DP's input: costs [G, M, J] of each group's M candidates (padded with +inf) and their
         grid indices cand [G, M] (-1 = padding), from row costs [R, J'] (J' <= J targets)."""
         J, Jt = self.J, costs.shape[1]
         dev = self.device
-        if joint:  # a candidate's cost is its mean over the samples
-            mean = mean_over_samples(costs.reshape(self.B, -1, Jt))
+        if aggregate in JOINT:  # a candidate's cost is its (geometric) mean over the samples
+            mean = joint_cost(costs.reshape(self.B, -1, Jt), aggregate)
             grouped = torch.full((1, mean.shape[0], J), math.inf, dtype=torch.float64, device=dev)
             grouped[0, :, :Jt] = mean
             return grouped, rows.cand[None].contiguous()
@@ -271,6 +295,10 @@ class Engine:
         row_of = torch.full((self.B, self.J), -1, dtype=torch.int64, device=self.device)
         row_of[rows.sample, rows.grid] = torch.arange(len(rows), device=self.device)
         r = row_of[win_b, win_i]
+        if "trace" in saved:  # the winner's chain, then the new index
+            chains, steps = saved["trace"][win_b, win_i], saved["steps"][win_b, win_i] + 1
+            chains[torch.arange(len(steps), device=self.device), steps] = win_j
+            saved["trace"][win_b, win_j], saved["steps"][win_b, win_j] = chains, steps
         if history is None:
             state[win_b, win_j] = euler_rows(x[r], v[r], self.s[win_j] - self.s[win_i], self.opts.float32)
             return
@@ -291,23 +319,25 @@ class Engine:
         live[:, : 1 if mode == "compat" else max(1, self.K - level - 1)] = False
         return live
 
-    def levels(self, T: torch.Tensor, saved: dict, opts: SearchOptions):
+    def levels(self, T: torch.Tensor, saved: dict, opts: SearchOptions, restriction: Restriction | None = None,
+               cache: VelocityCache | None = None, desc: str = "levels"):
         """(paths [G, K], costs [G]) of the DP of modes compat/exact (G = 1 for joint, else B), from
         the level state `saved` (initial_levels_state(), or a checkpoint's); costs: what the DP
-        recorded for reaching grid index 0 (exact: the traced path's cost)."""
+        recorded for reaching grid index 0 (exact: the traced path's cost). A refinement pass
+        (restriction, cache) lands only where allowed and is not checkpointed."""
         K, J = self.K, self.J
-        joint = opts.aggregate == "joint"
+        joint = opts.aggregate in JOINT
         best, from_, live, state = saved["best"], saved["from_"], saved["live"], saved["state"]
         G = best.shape[0]
         solver = get_solver(opts.solver)
         fixed_targets = None if opts.random_channels else self.selection.targets(T, self.selection.at(0))
-        with self._bar(K, "levels", initial=saved["level"]) as bar:
+        with self._bar(K, desc, initial=saved["level"]) as bar:
             for k in range(saved["level"], K):
                 sel = self.selection.at(k)
                 targets = fixed_targets if fixed_targets is not None else self.selection.targets(T, sel)
                 rows = self.level_rows(live, joint)
                 self.stats.rows_per_level.append(len(rows))
-                x, v = self.evaluate(state, rows, k)
+                x, v = self.evaluate(saved, rows, k, cache)
                 Jt = 1 if k == K - 1 else J  # the trace-back reads only target 0 of the last level
                 # compat, one sample per group: a cost not below the running best cannot improve it
                 bound = best[:, :Jt].contiguous() if opts.mode == "compat" and not joint else None
@@ -316,20 +346,61 @@ class Engine:
                 costs = self._costs(x, v, targets[:Jt], rows.sample, rows.grid, sel, bound, history, coef)
 
                 begin = time.perf_counter()
-                grouped, cand = self.grouped_costs(costs, rows, G, joint)
+                grouped, cand = self.grouped_costs(costs, rows, G, opts.aggregate)
+                if restriction is not None:
+                    grouped.masked_fill_(~restriction.targets[:, k, None, :], math.inf)
                 improved = dp.level_update(opts.mode, best, from_, k, grouped, cand)
                 self.advance(saved, improved, from_[:, k], rows, x, v, joint, opts, history)
                 live = self.next_live(improved, k, opts.mode)
                 synchronize(self.device)
                 self.stats.seconds_dp += time.perf_counter() - begin
                 saved.update(level=k + 1, live=live)
-                self._save(phase="levels", T=T, **{key: saved[key] for key in LEVEL_KEYS if key in saved})
+                if restriction is None:
+                    self._save(phase="levels", T=T, **{key: saved[key] for key in LEVEL_KEYS if key in saved})
                 bar.update()
-                bar.set_postfix(rows=len(rows))
+                bar.set_postfix(candidates=len(rows))
         begin = time.perf_counter()
         paths = dp.traceback(from_)
         self.stats.seconds_dp += time.perf_counter() - begin
         return paths, best[:, 0]
+
+    def refined(self, T: torch.Tensor, opts: SearchOptions):
+        """(paths, costs) of modes compat/exact by refinement (DESIGN §3.6): a pass on every
+        stride-th grid index, then passes restricted to a band around the last pass's paths until
+        they stop changing (at most opts.refine_rounds), states met before taken from the cache.
+        Band passes stop where they would take the search's model rows, teacher included, past
+        opts.max_rows (default: half the published search's N (K + 1) per sample); the last
+        completed pass stands."""
+        G = 1 if opts.aggregate in JOINT else self.B
+        stride = default_stride(self.N, self.K, opts.stride)
+        if stride == 1:  # too few grid indices to coarsen: the full search
+            return self.levels(T, self.initial_levels_state(opts), opts)
+        width = opts.band if opts.band is not None else stride
+        self.stats.refine_stride, self.stats.refine_band = stride, width
+        cache = VelocityCache()
+        restriction = coarse(G, self.K, self.N, stride, self.device)
+        desc = f"coarse pass (every {stride}th index)"
+        result = None  # the last completed pass's (paths, costs)
+        for round_ in range(opts.refine_rounds + 1):
+            before = self.runner.rows
+            try:
+                found = self.levels(T, self.initial_levels_state(opts, restriction), opts, restriction, cache, desc)
+            except RowBudgetSpent:
+                self.stats.refine_stopped_by_budget = True
+                break
+            finally:
+                self.stats.rows_per_pass.append(self.runner.rows - before)
+            stable = result is not None and torch.equal(found[0], result[0])
+            result = found
+            if stable:
+                break
+            restriction = band(result[0], self.N, width)
+            desc = f"band pass {round_ + 1} (±{width} indices)"
+            if round_ == 0:  # the band passes share what the teacher and the coarse pass left
+                limit = opts.max_rows if opts.max_rows is not None else self.N * (self.K + 1) * self.B // 2
+                cache.allowance = max(0, limit - self.N * self.B - len(cache.rows))
+        self.stats.velocity_cache_hits = cache.hits
+        return result
 
     # ------------------------------------------------------------------ mode teacher
     def teacher_paths(self, T: torch.Tensor, V: torch.Tensor, opts: SearchOptions):
@@ -349,8 +420,8 @@ class Engine:
                 samples = torch.full_like(grid, b)
                 C[b, grid] = self._costs(T[grid, b], V[grid, b], targets, samples, grid, sel)
         begin = time.perf_counter()
-        if opts.aggregate == "joint":
-            C = mean_over_samples(C)[None]
+        if opts.aggregate in JOINT:
+            C = joint_cost(C, opts.aggregate)[None]
         paths, value = dp.kstep_path(C.contiguous(), self.K, opts.objective)
         self.stats.seconds_dp += time.perf_counter() - begin
         return paths, value
@@ -364,7 +435,7 @@ class Engine:
         C = pairs.pair_costs(pairs.gram(T, V), self.s, solver, T.shape[2])
         self.stats.seconds_costs += time.perf_counter() - begin
         begin = time.perf_counter()
-        groups = [C.mean(0)] if opts.aggregate == "joint" else list(C)
+        groups = [joint_cost(C, opts.aggregate)] if opts.aggregate in JOINT else list(C)
         found = [pairs.pair_path(c, self.K, opts.objective) for c in groups]
         self.stats.seconds_dp += time.perf_counter() - begin
         paths = torch.tensor([sorted(p) for p, _ in found], dtype=torch.int64)
@@ -376,7 +447,7 @@ class Engine:
         """The one schedule of paths [G, K] (median rule or joint), None for per_sample."""
         if aggregate == "median":
             return dp.median_steps(paths).tolist()
-        if aggregate == "joint":
+        if aggregate in JOINT:
             return paths[0].tolist()
         return None
 
@@ -384,38 +455,11 @@ class Engine:
         """(paths, costs, schedule) of one mode (compat/exact from `saved` levels when resuming)."""
         if opts.mode == "teacher":
             paths, costs = self.teacher_paths(T, V, opts)
+        elif opts.refine and saved is None:
+            paths, costs = self.refined(T, opts)
         else:
             paths, costs = self.levels(T, saved if saved is not None else self.initial_levels_state(opts), opts)
         return paths, costs, self.aggregated(paths, opts.aggregate)
-
-    def sample_along(self, z: torch.Tensor, steps: list[int], solver: str) -> torch.Tensor:
-        """The solver from z [B, D] along [0] + steps, last index first (rows shared by the ranks)."""
-        samples = torch.arange(self.B, device=self.device)
-        path = [0] + list(steps)
-        trajectory = Trajectory(solver, z, self.s[path[-1]], self.opts.float32)
-        for n in range(len(path) - 1, 0, -1):
-            grid = torch.full((self.B,), path[n], dtype=torch.long, device=self.device)
-            v = self._call(trajectory.x, grid, samples, "while scoring the candidates of mode auto")
-            trajectory.step(v, self.s[path[n - 1]])
-        return trajectory.x
-
-    def auto(self, T: torch.Tensor, V: torch.Tensor):
-        """Mode auto: each of AUTO_CANDIDATES on the same teacher rollout; the schedule with the
-        lowest validation error wins (the first listed on a tie). Returns (paths, costs, schedule, options)."""
-        gen = torch.Generator().manual_seed(self.opts.seed + 1)
-        z_val = torch.randn(self.z.shape, generator=gen, dtype=torch.float64).to(self.device, self.z.dtype)
-        teacher_val = self.sample_along(z_val, list(range(1, self.N + 1)), "euler").double()  # the teacher
-        best = None
-        multistep = get_solver(self.opts.solver).history > 0
-        for mode, aggregate in AUTO_CANDIDATES:
-            # multistep: one joint decision (the median of per-sample multistep paths measured worse)
-            opts = replace(self.opts, mode=mode, aggregate="joint" if multistep else aggregate)
-            paths, costs, schedule = self.single(T, V, None, opts)
-            error = float(((self.sample_along(z_val, schedule, opts.solver).double() - teacher_val) ** 2).mean())
-            self.stats.auto_candidates[f"{mode}/{opts.aggregate}"] = error
-            if best is None or error < best[0]:
-                best = (error, paths, costs, schedule, opts)
-        return best[1:]
 
     def run(self):
         """Returns (paths [G, K] as lists, their recorded costs [G], schedule or None, mode, aggregate,
@@ -427,19 +471,16 @@ class Engine:
         saved = self.checkpoint.load(self.device) if self.checkpoint is not None and self.resume else None
         if saved is not None:
             validate_state(saved, f"checkpoint {self.checkpoint.path}", B=self.B, J=self.J, D=self.D, K=self.K,
-                           G=1 if opts.aggregate == "joint" else self.B, dtype=self.z.dtype,
+                           G=1 if opts.aggregate in JOINT else self.B, dtype=self.z.dtype,
                            H=get_solver(opts.solver).history)
             T, V = saved["T"], saved.get("V")
             self.stats.resumed_from = "the teacher rollout" if saved["phase"] == "teacher" else f"level {saved['level'] - 1}"
         else:
-            T, V = self.teacher(keep_velocities=opts.mode in ("teacher", "auto"))
+            T, V = self.teacher(keep_velocities=opts.mode == "teacher")
             self._save(phase="teacher", T=T, **({} if V is None else dict(V=V)))
         teacher_rows = self.runner.rows
-        if opts.mode == "auto":
-            paths, costs, schedule, opts = self.auto(T, V)
-        else:
-            levels_saved = saved if saved is not None and saved["phase"] == "levels" else None
-            paths, costs, schedule = self.single(T, V, levels_saved, opts)
+        levels_saved = saved if saved is not None and saved["phase"] == "levels" else None
+        paths, costs, schedule = self.single(T, V, levels_saved, opts)
         self._finish_stats(begin, teacher_rows)
         paths = paths.tolist()
         for path in paths + ([schedule] if schedule is not None else []):
@@ -464,7 +505,9 @@ class Engine:
     def _finish_stats(self, begin: float, teacher_rows: int) -> None:
         st = self.stats
         st.candidate_calls = self.runner.calls - st.teacher_calls
+        st.teacher_rows = teacher_rows
         st.candidate_rows = self.runner.rows - teacher_rows
+        st.published_rows = self.N * (self.K + 1) * self.B
         st.padded_rows = self.runner.padded_rows
         st.model_seconds = self.runner.seconds
         st.oom_backoffs = self.runner.oom_backoffs

@@ -10,6 +10,7 @@ class SearchStats:
     """What a search cost. Seconds are wall-clock; model seconds are spent inside model calls."""
 
     teacher_calls: int = 0
+    teacher_rows: int = 0
     candidate_calls: int = 0
     candidate_rows: int = 0
     padded_rows: int = 0
@@ -28,14 +29,25 @@ class SearchStats:
     oom_backoffs: int = 0
     resumed_from: str = ""
     world_size: int = 1
-    auto_candidates: dict = field(default_factory=dict)  # mode "auto": "mode/aggregate" -> validation MSE
+    published_rows: int = 0  # what the published search spends on the same inputs: N (K + 1) per sample
+    rows_per_pass: list = field(default_factory=list)  # refinement: model rows of the coarse pass, then each band pass
+    refine_stride: int = 0  # refinement: the coarse pass's stride and the bands' half-width
+    refine_band: int = 0
+    velocity_cache_hits: int = 0
+    refine_stopped_by_budget: bool = False  # a band pass would have passed half the published rows  # refinement: candidate rows answered from the pass before
 
     def summary(self) -> str:
         extra = "".join([f"; {self.world_size} ranks (this rank's calls)" if self.world_size > 1 else "",
                          f"; {self.oom_backoffs} out-of-memory back-offs to chunk {self.chunk}" if self.oom_backoffs else "",
                          f"; resumed after {self.resumed_from}" if self.resumed_from else ""])
-        return (f"{self.teacher_calls} teacher + {self.candidate_calls} candidate model calls "
-                f"({self.candidate_rows} rows, {self.padded_rows} padding); "
+        spent = self.teacher_rows + self.candidate_rows
+        versus = (f" = {spent / self.published_rows:.0%} of the published search's {self.published_rows}"
+                  if self.published_rows else "")
+        passes = (f"; refinement passes {self.rows_per_pass} rows"
+                  f"{' (stopped at the row budget)' if self.refine_stopped_by_budget else ''}"
+                  if self.rows_per_pass else "")
+        return (f"model rows {self.teacher_rows} teacher + {self.candidate_rows} candidates{versus}{passes}; "
+                f"{self.teacher_calls} teacher + {self.candidate_calls} candidate calls ({self.padded_rows} padding rows); "
                 f"{self.seconds_total:.2f} s total = teacher {self.seconds_teacher:.2f} + candidates "
                 f"{self.seconds_candidates:.2f} + costs {self.seconds_costs:.2f} + DP {self.seconds_dp:.2f}; "
                 f"model calls {self.model_seconds:.2f} s; peak memory {self.peak_memory_bytes / 2**20:.0f} MiB "
