@@ -43,7 +43,7 @@ def run(case: str, device: str, modes, repeat: int):
                 meter = CallMeter(model)
                 begin = time.perf_counter()
                 res = oss_fast.search(meter, z, cond, student_steps=spec["K"], mode=mode, aggregate="joint",
-                                      solver=solver, max_batch=spec["max_batch"], progress=False)
+                                      solver=solver, max_batch=spec["max_batch"], refine=False, progress=False)
                 runs.append((time.perf_counter() - begin, meter.seconds, res.stats.seconds_costs,
                              res.stats.candidate_rows))
             total, model_s, costs_s, rows = (statistics.median(r[k] for r in runs) for k in range(4))

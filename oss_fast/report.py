@@ -111,22 +111,26 @@ def plot_error_vs_steps(curves: dict, path) -> None:
         ax.legend()
 
 
-def image_grid(rows: dict, path, to_images, reference: str | None = None, gain: float = 4.0) -> None:
+def image_grid(rows: dict, path, to_images, reference: str | None = None) -> None:
     """One row of images per name (name -> latents [n, C, H, W]); to_images maps latents to [0, 1].
     With reference (a name in rows), every other row shows each image's PSNR to the reference's
-    image above it and is followed by a row of |difference| x gain: K-step samples of a good
-    schedule look like the teacher's, so the error is what a person needs to see."""
+    image above it and is followed by a row of its |difference|, magnified by one gain for all rows
+    (the 99th percentile of the differences shows white): K-step samples of a good schedule look
+    like the teacher's, so the error is what a person needs to see."""
     n = min(len(v) for v in rows.values())
     images = {name: to_images(latents[:n]).cpu().float() for name, latents in rows.items()}
+    diffs = {name: imgs - images[reference] for name, imgs in images.items() if reference not in (None, name)}
+    if diffs:
+        top = torch.cat([d.abs().flatten() for d in diffs.values()]).quantile(0.99).item()
+        gain = max(1.0, round(1 / max(top, 1e-6)))
     shown = []  # (label, images, per-image titles or None)
     for name, imgs in images.items():
-        if reference is None or name == reference:
+        if name not in diffs:
             shown.append((name, imgs, None))
             continue
-        diff = imgs - images[reference]
-        mse = diff.pow(2).flatten(1).mean(1).clamp_min(1e-12)
+        mse = diffs[name].pow(2).flatten(1).mean(1).clamp_min(1e-12)
         shown.append((name, imgs, [f"{10 * math.log10(1 / m):.1f} dB" for m in mse.tolist()]))
-        shown.append((f"|{name} - {reference}| x{gain:g}", (diff.abs() * gain).clamp(0, 1), None))
+        shown.append((f"|{name} - {reference}| x{gain:g}", (diffs[name].abs() * gain).clamp(0, 1), None))
     with _figure(path, len(shown), n, figsize=(n * 0.9, len(shown) * 1.1 + 0.3)) as axes:
         for r, (label, imgs, titles) in enumerate(shown):
             for c in range(n):

@@ -11,7 +11,8 @@ import oss_fast.solvers
 
 from models import TinyConvNet, full_search
 
-CASES = [("compat", "per_sample"), ("exact", "per_sample"), ("compat", "joint"), ("exact", "median")]
+CASES = [("compat", "per_sample"), ("exact", "per_sample"), ("compat", "joint"), ("exact", "median"),
+         ("compat", "median", True)]  # the last: refined (the velocity cache decides what the ranks share)
 
 
 def problem():
@@ -21,10 +22,10 @@ def problem():
     return model, z, cond
 
 
-def search(mode, aggregate, **kwargs):
+def search(mode, aggregate, refine=False, **kwargs):
     model, z, cond = problem()
-    return full_search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate, max_batch=5,
-                           progress=False, **kwargs)
+    return oss_fast.search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate, max_batch=5,
+                           refine=refine, progress=False, **kwargs)
 
 
 def _rank_main(rank, world, init_file, out_dir):
@@ -79,6 +80,19 @@ def interrupted_checkpoint(tmp_path, mode="compat", levels=2):
         full_search(Bomb(model, calls), z, cond, student_steps=4, mode=mode, aggregate="per_sample",
                         max_batch=5, progress=False, checkpoint=path)
     return path, fresh
+
+
+def test_a_refined_search_resumes_after_the_teacher(tmp_path):
+    model, z, cond = problem()
+    refined = lambda m, **kw: oss_fast.search(m, z, cond, student_steps=4, max_batch=5, progress=False, **kw)
+    fresh = refined(model)
+    path = tmp_path / "search.ckpt"
+    with pytest.raises(KeyboardInterrupt):  # interrupted in the band passes, after the teacher's 24 calls
+        refined(Bomb(model, 24 + fresh.stats.candidate_calls - 1), checkpoint=path)
+    assert torch.load(path, weights_only=True)["phase"] == "teacher"
+    resumed = refined(model, checkpoint=path, resume=True)
+    assert resumed.steps == fresh.steps and resumed.schedule == fresh.schedule
+    assert resumed.stats.teacher_calls == 0 and resumed.stats.resumed_from == "the teacher rollout"
 
 
 @pytest.mark.parametrize("mode", ["compat", "exact"])

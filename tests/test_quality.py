@@ -38,3 +38,28 @@ def test_euler_table_has_every_method_at_every_k():
     by_method = {r["method"]: r for r in rows}
     assert by_method["uniform"]["rows K=4"] == 0 and by_method["teacher, joint"]["rows K=4"] == 10  # N per noise
     assert by_method["compat, median (published)"]["rows K=2"] <= 10 * 3  # N (K + 1) at most
+
+
+def test_sample_grid_shows_each_images_psnr_and_a_magnified_difference(monkeypatch, tmp_path):
+    import contextlib
+    from unittest import mock
+
+    import oss_fast.report as report
+
+    drawn = {}
+
+    @contextlib.contextmanager
+    def figure(path, rows, cols, figsize):
+        drawn["axes"] = [[mock.Mock() for _ in range(cols)] for _ in range(rows)]
+        yield drawn["axes"]
+
+    monkeypatch.setattr(report, "_figure", figure)
+    teacher = torch.full((3, 1, 4, 4), 0.5)
+    report.image_grid({"teacher": teacher, "oss": teacher + 0.1}, tmp_path / "x.png", lambda x: x,
+                      reference="teacher")
+    axes = drawn["axes"]
+    assert len(axes) == 3  # teacher, oss, |oss - teacher|
+    assert [a.set_title.call_args.args[0] for a in axes[1]] == ["20.0 dB"] * 3  # MSE 0.01
+    assert axes[2][0].set_ylabel.call_args.args[0] == "|oss - teacher| x10"  # 0.1 shows white
+    shown = axes[2][0].imshow.call_args.args[0]
+    assert torch.allclose(shown, torch.ones_like(shown))
