@@ -168,7 +168,7 @@ def test_ctrl_c_is_one_line_with_how_to_resume(tmp_path):
 
     (tmp_path / "factories.py").write_text(FACTORIES)
     proc = subprocess.Popen([sys.executable, "-m", "oss_fast", "search", "--model", "factories:slow",
-                             "--teacher-steps", "40", "--mode", "exact", "--no-progress", "--checkpoint",
+                             "--teacher-steps", "40", "--mode", "exact", "--full", "--no-progress", "--checkpoint",
                              str(tmp_path / "c.ckpt"), "--out", str(tmp_path / "o")],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
