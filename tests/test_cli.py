@@ -170,7 +170,9 @@ def test_ctrl_c_is_one_line_with_how_to_resume(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "oss_fast", "search", "--model", "factories:slow",
                              "--teacher-steps", "40", "--mode", "exact", "--full", "--no-progress", "--checkpoint",
                              str(tmp_path / "c.ckpt"), "--out", str(tmp_path / "o")],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a job started in the background inherits SIGINT ignored; a user's shell does not
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (tmp_path / "c.ckpt").exists() and time.time() < deadline:  # the teacher rollout is done
         time.sleep(0.05)
