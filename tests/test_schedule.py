@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 from diffusers import (AutoencoderKL, DDPMScheduler, DiTPipeline, DiTTransformer2DModel, EulerDiscreteScheduler,
-                       FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel, UniPCMultistepScheduler,
-                       WanPipeline, WanTransformer3DModel)
+                       FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel, SD3Transformer2DModel,
+                       StableDiffusion3Pipeline, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel)
 
 import oss_fast
 from oss_fast import Schedule
-from oss_fast.models import DiTWrapper, FluxWrapper, WanWrapper, flux_inputs
+from oss_fast.models import DiTWrapper, FlowMatchWrapper, FluxWrapper, WanWrapper, flux_inputs
 from oss_fast.zoo import GaussianMixtureFlow
 
 
@@ -166,6 +166,44 @@ def test_flux_pipeline_gives_oss_fast_samples(solver):
             got = pipe(**call, num_inference_steps=50).images
         assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"  # restored
     expected = oss_fast.sample(wrapper, z, schedule, model_kwargs=flux_inputs(prompt, pooled, 8, 8, 3.5))
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-4)
+
+
+def tiny_sd3_pipeline(N=20):
+    """A tiny SD3 pipeline (static shift 3, as SD3's scheduler config) and oss_fast's wrapper of its
+    transformer on the scheduler's N-step sigmas."""
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+                                        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
+                                        pooled_projection_dim=16, out_channels=4, pos_embed_max_size=16)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=scheduler, vae=None, text_encoder=None,
+                                    tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None,
+                                    tokenizer_3=None)
+    pipe.set_progress_bar_config(disable=True)
+    grid = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    grid.set_timesteps(N)
+    velocity = lambda x, t, prompt, pooled: transformer(hidden_states=x, timestep=t, encoder_hidden_states=prompt,
+                                                         pooled_projections=pooled, return_dict=False)[0]
+    return pipe, FlowMatchWrapper(velocity, grid.sigmas[:-1])
+
+
+@pytest.mark.parametrize("solver", ["euler", "unipc", "dpmpp_2m"])
+def test_sd3_pipeline_gives_oss_fast_samples(solver):
+    pipe, wrapper = tiny_sd3_pipeline()
+    schedule = Schedule.from_indices([2, 6, 12, 20], wrapper, solver=solver)
+    g = torch.Generator().manual_seed(5)
+    prompt, pooled, z = torch.randn(1, 7, 32, generator=g), torch.randn(1, 16, generator=g), torch.randn(1, 4, 8, 8, generator=g)
+    call = dict(prompt_embeds=prompt, pooled_prompt_embeds=pooled, height=64, width=64, latents=z, guidance_scale=1.0,
+                output_type="latent")
+    if solver == "euler":  # call arguments, on SD3's own scheduler
+        got = pipe(**call, **schedule.to_diffusers(pipe, height=64, width=64)).images
+    else:
+        with schedule.applied(pipe) as scheduler:
+            assert schedule.runs_on(scheduler)
+            got = pipe(**call, num_inference_steps=50).images
+        assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"  # restored
+    expected = oss_fast.sample(wrapper, z, schedule, prompt, model_kwargs={"pooled": pooled})
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-4)
 
 
