@@ -343,8 +343,11 @@ def search(model, z, cond=None, *, student_steps, mode="compat", aggregate="per_
     groups = [list(range(B))] if aggregate in JOINT else [[b] for b in range(B)]
     paths = [_search_group(model, z, cond, kwargs, s, K, mode, g, sample_cost, float32, free_start, solver,
                            aggregate, None if restrict is None else restrict[n]) for n, g in enumerate(groups)]
-    if group_paths:
-        return paths
+    return paths if group_paths else _aggregated(paths, aggregate)
+
+
+def _aggregated(paths, aggregate: str):
+    """What search returns from the DP groups' paths: the joint path, the median, or all of them."""
     if aggregate in JOINT:
         return paths[0]
     return median(paths) if aggregate == "median" else paths
@@ -368,9 +371,7 @@ def refined_search(model, z, cond=None, *, student_steps, aggregate="per_sample"
         if found == paths:
             break
         paths = found
-    if aggregate in JOINT:
-        return found[0]
-    return median(found) if aggregate == "median" else found
+    return _aggregated(found, aggregate)
 
 
 def _band(path, N: int, width: int):

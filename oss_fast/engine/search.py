@@ -185,13 +185,17 @@ class Engine:
         self.stats.seconds_teacher = time.perf_counter() - begin
         return T, V
 
+    def groups(self, opts: SearchOptions) -> int:
+        """How many DPs a search runs: one for a joint aggregation, else one per sample."""
+        return 1 if opts.aggregate in JOINT else self.B
+
     # ------------------------------------------------------------------ modes compat / exact
     def initial_levels_state(self, opts: SearchOptions, restriction: Restriction | None = None) -> dict:
         """best, from, the candidates to evaluate (live) and the states, before level 0; with a
         restriction (refinement passes) only its starts are live and each state's chain of grid
         indices is kept (trace, steps: what the velocity cache knows a state by)."""
         B, J, K, N = self.B, self.J, self.K, self.N
-        G = 1 if opts.aggregate in JOINT else B
+        G = self.groups(opts)
         dev = self.device
         live = torch.zeros((G, J), dtype=torch.bool, device=dev)
         if opts.mode == "compat" or opts.free_start:
@@ -251,7 +255,7 @@ class Engine:
         grid indices cand [G, M] (-1 = padding), from row costs [R, J'] (J' <= J targets)."""
         J, Jt = self.J, costs.shape[1]
         dev = self.device
-        if aggregate in JOINT:  # a candidate's cost is its (geometric) mean over the samples
+        if aggregate in JOINT:  # a candidate's cost is joint_cost over the samples
             mean = joint_cost(costs.reshape(self.B, -1, Jt), aggregate)
             grouped = torch.full((1, mean.shape[0], J), math.inf, dtype=torch.float64, device=dev)
             grouped[0, :, :Jt] = mean
@@ -327,7 +331,7 @@ class Engine:
         (restriction, cache) lands only where allowed and is not checkpointed."""
         K, J = self.K, self.J
         joint = opts.aggregate in JOINT
-        best, from_, live, state = saved["best"], saved["from_"], saved["live"], saved["state"]
+        best, from_, live = saved["best"], saved["from_"], saved["live"]
         G = best.shape[0]
         solver = get_solver(opts.solver)
         fixed_targets = None if opts.random_channels else self.selection.targets(T, self.selection.at(0))
@@ -371,7 +375,7 @@ class Engine:
         Band passes stop where they would take the search's model rows, teacher included, past
         opts.max_rows (default: half the published search's N (K + 1) per sample); the last
         completed pass stands."""
-        G = 1 if opts.aggregate in JOINT else self.B
+        G = self.groups(opts)
         stride = default_stride(self.N, self.K, opts.stride)
         if stride == 1:  # too few grid indices to coarsen: the full search
             return self.levels(T, self.initial_levels_state(opts), opts)
@@ -471,7 +475,7 @@ class Engine:
         saved = self.checkpoint.load(self.device) if self.checkpoint is not None and self.resume else None
         if saved is not None:
             validate_state(saved, f"checkpoint {self.checkpoint.path}", B=self.B, J=self.J, D=self.D, K=self.K,
-                           G=1 if opts.aggregate in JOINT else self.B, dtype=self.z.dtype,
+                           G=self.groups(opts), dtype=self.z.dtype,
                            H=get_solver(opts.solver).history)
             T, V = saved["T"], saved.get("V")
             self.stats.resumed_from = "the teacher rollout" if saved["phase"] == "teacher" else f"level {saved['level'] - 1}"

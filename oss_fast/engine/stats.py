@@ -33,8 +33,8 @@ class SearchStats:
     rows_per_pass: list = field(default_factory=list)  # refinement: model rows of the coarse pass, then each band pass
     refine_stride: int = 0  # refinement: the coarse pass's stride and the bands' half-width
     refine_band: int = 0
-    velocity_cache_hits: int = 0
-    refine_stopped_by_budget: bool = False  # a band pass would have passed half the published rows  # refinement: candidate rows answered from the pass before
+    velocity_cache_hits: int = 0  # refinement: candidate rows answered from the cache
+    refine_stopped_by_budget: bool = False  # refinement: a band pass would have passed the row budget
 
     def summary(self) -> str:
         extra = "".join([f"; {self.world_size} ranks (this rank's calls)" if self.world_size > 1 else "",
