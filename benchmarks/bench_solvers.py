@@ -1,5 +1,7 @@
 """Solver-aware searches against the Euler search on the same inputs, in one process (DESIGN §3.5):
-total time, time in model calls, candidate rows and cost-op time per solver, and the ratios to Euler.
+total time, time in model calls, cost-op time, the rest ("other": everything but the model) and
+candidate rows per solver, and the ratios to Euler. The solvers take turns, repeat after repeat, so
+that the machine's drift reaches them alike.
 The target: the model rows of the Euler search (±2%) and at most 1.15x its time.
 
     python benchmarks/bench_solvers.py                      # cases a and b of bench_search.py, CPU
@@ -33,23 +35,26 @@ def run(case: str, device: str, modes, repeat: int):
     warm_up(model, z, cond, {1, z.shape[0], spec["N"], spec["max_batch"]})
     print(f"# {case}: {spec}; {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.cuda.get_device_name() if device == 'cuda' else f'{torch.get_num_threads()} CPU threads'}")
-    print("| mode | solver | total s | model s | costs s | candidate rows | time / Euler's | rows / Euler's |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| mode | solver | total s | model s | costs s | other s | candidate rows | time / Euler's | "
+          "other / Euler's | rows / Euler's |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for mode in modes:
-        euler = None
-        for solver in SOLVERS:
-            runs = []
-            for _ in range(repeat):
+        runs = {solver: [] for solver in SOLVERS}
+        for _ in range(repeat):  # round robin, so that the machine's drift reaches every solver alike
+            for solver in SOLVERS:
                 meter = CallMeter(model)
                 begin = time.perf_counter()
                 res = oss_fast.search(meter, z, cond, student_steps=spec["K"], mode=mode, aggregate="joint",
                                       solver=solver, max_batch=spec["max_batch"], refine=False, progress=False)
-                runs.append((time.perf_counter() - begin, meter.seconds, res.stats.seconds_costs,
-                             res.stats.candidate_rows))
-            total, model_s, costs_s, rows = (statistics.median(r[k] for r in runs) for k in range(4))
-            euler = euler or (total, rows)
-            print(f"| {mode} | {solver} | {total:.2f} | {model_s:.2f} | {costs_s:.2f} | {rows:.0f} | "
-                  f"{total / euler[0]:.2f} | {rows / euler[1]:.3f} |", flush=True)
+                total = time.perf_counter() - begin
+                runs[solver].append((total, meter.seconds, res.stats.seconds_costs, total - meter.seconds,
+                                     res.stats.candidate_rows))
+        euler = None
+        for solver in SOLVERS:
+            total, model_s, costs_s, other_s, rows = (statistics.median(r[k] for r in runs[solver]) for k in range(5))
+            euler = euler or (total, other_s, rows)
+            print(f"| {mode} | {solver} | {total:.2f} | {model_s:.2f} | {costs_s:.2f} | {other_s:.2f} | {rows:.0f} | "
+                  f"{total / euler[0]:.2f} | {other_s / euler[1]:.2f} | {rows / euler[2]:.3f} |", flush=True)
 
 
 def main(argv=None):

@@ -270,6 +270,29 @@ void def_combo_costs(py::module_& m) {
         "coef [R, J, 2 + H], rounded to float32, against targets [J, B, D].");
 }
 
+void def_step_rows(py::module_& m) {
+  auto body = [](Buffer x, Buffer v, Buffer hist, Buffer M, int64_t W, int64_t D, int64_t H, Buffer out_x,
+                 Buffer out_h) {
+    check_size("W", W, 0);
+    check_size("D", D, 1);
+    check_size("H", H, 0, 3);
+    const Device dev = Device::kCpu;
+    auto xp = address<const float>("x", x, elements("x", {W, D}), dev);
+    auto vp = address<const float>("v", v, elements("v", {W, D}), dev);
+    auto hp = address<const double>("hist", hist, elements("hist", {W, H, D}), dev);
+    auto mp = address<const double>("M", M, elements("M", {W, 1 + H, 2 + H}), dev);
+    auto oxp = address<float>("out_x", out_x, elements("out_x", {W, D}), dev);
+    auto ohp = address<double>("out_h", out_h, elements("out_h", {W, H, D}), dev);
+    if (H > 0 && W > 0 && ohp < hp + W * H * D && hp < ohp + W * H * D) fail("out_h must not overlap hist");
+    py::gil_scoped_release release;
+    oss_fast::cpu::step_rows_f32(xp, vp, hp, mp, W, D, H, oxp, ohp);
+  };
+  m.def("step_rows_f32", body, py::arg("x"), py::arg("v"), py::arg("hist"), py::arg("M"), py::arg("W"), py::arg("D"),
+        py::arg("H"), py::arg("out_x"), py::arg("out_h"),
+        "One multistep step of float32 rows x, v [W, D] with history hist [W, H, D] and step matrices "
+        "M [W, 1 + H, 2 + H]: the new states (float32) into out_x, the new history (float64) into out_h.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -278,6 +301,7 @@ PYBIND11_MODULE(_C, m) {
   def_all(cpu, Device::kCpu);
   def_euler_costs(cpu);
   def_combo_costs(cpu);
+  def_step_rows(cpu);
 #if OSS_FAST_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA twins (CUDA tensors, explicit stream)");
   def_all(cuda, Device::kCuda);

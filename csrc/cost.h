@@ -25,5 +25,14 @@ void combo_costs_f32(const float* x, const float* v, const double* hist, const d
                      const float* targets, const int64_t* row_sample, const int64_t* row_grid, int64_t R,
                      int64_t D, int64_t J, int64_t B, int64_t H, int norm, const double* bound, double* out);
 
+// One step of W rows of a multistep solver: with u = [x[w], v[w], hist[w, 0], ..., hist[w, H-1]] and
+// the step matrix M [W, 1 + H, 2 + H],
+//   out_x[w]    = round_to_f32(((M[w,0,0] u_0 + M[w,0,1] u_1) + M[w,0,2] u_2) + ...)
+//   out_h[w, k] = ((M[w,1+k,0] u_0 + M[w,1+k,1] u_1) + ...)                       (float64)
+// with the products and sums of combo_costs_f32's combination, so the state a search keeps is the
+// one its cost was taken of. out_h [W, H, D] must not overlap hist.
+void step_rows_f32(const float* x, const float* v, const double* hist, const double* M, int64_t W, int64_t D,
+                   int64_t H, float* out_x, double* out_h);
+
 }  // namespace cpu
 }  // namespace oss_fast

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .ops import combine, euler_rows, round_to
+from .ops import euler_rows, step_rows
 
 # diffusers' UniPC moves a first sigma of 1 to 1 - 1e-6 "to avoid inf torch.log(alpha)"
 UNIPC_ONE = 1.0 - 1e-6
@@ -162,11 +162,10 @@ def step(solver: Solver, x: torch.Tensor, v: torch.Tensor, history: torch.Tensor
     """One step of rows x, v [R, D] (history [R, H, D], float64) from times s [R] to t [R]:
     (x_t in x's dtype, history_t float64), combined in the order the cost op uses."""
     M = solver.matrix(s, t, s_prev, s_prev2, depth).to(x.device)  # [R, 1 + H, 2 + H]
-    vectors = [x, v] + [history[:, k] for k in range(solver.history)]
-    x_t = round_to(combine(M[:, 0], vectors), x.dtype)
-    if not solver.history:
-        return x_t, None
-    return x_t, torch.stack([combine(M[:, 1 + k], vectors) for k in range(solver.history)], 1)
+    if history is None:
+        history = torch.zeros((x.shape[0], 0, x.shape[1]), dtype=torch.float64, device=x.device)
+    x_t, history_t = step_rows(M, x, v, history)
+    return x_t, history_t if solver.history else None
 
 
 class Trajectory:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from oss_fast import reference as ref
-from oss_fast.ops import combo_costs, combo_costs_torch, euler_costs, euler_costs_torch, euler_rows
+from oss_fast.ops import (combo_costs, combo_costs_torch, euler_costs, euler_costs_torch, euler_rows, step_rows,
+                          step_rows_torch)
 from oss_fast.ops.euler_cost import pick_backend
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -186,7 +187,7 @@ def test_combo_torch_op_equals_the_oracle(norm, H):
 
 
 @pytest.mark.parametrize("norm", [1, 2])
-@pytest.mark.parametrize("R,D,J,B,H", [(1, 1, 2, 1, 1), (13, 301, 9, 3, 2), (40, 4099, 33, 2, 1)])
+@pytest.mark.parametrize("R,D,J,B,H", [(1, 1, 2, 1, 1), (13, 301, 9, 3, 2), (40, 4099, 33, 2, 1), (9, 1031, 7, 2, 3)])
 def test_combo_csrc_op_equals_torch_op(norm, R, D, J, B, H):
     args = combo_problem(R, D, J, B, H)
     assert_same_costs(combo_costs(*args, norm=norm, backend="csrc"), combo_costs_torch(*args, norm), 1e-13)
@@ -214,6 +215,35 @@ def test_combo_triton_op_equals_torch_op(dtype, norm, H):
     for slices in (None, 3):
         got = combo_costs_triton(*args, norm=norm, blocks=blocks, slices=slices)
         assert_same_costs(got.cpu(), expected, 1e-12)
+
+
+@pytest.mark.parametrize("W,D,H", [(1, 1, 1), (5, 301, 2), (17, 4099, 1), (3, 1030, 3)])
+def test_step_rows_csrc_equals_torch_bit_for_bit(W, D, H):
+    """The state a search keeps must be the one its cost was taken of: same products, sums, roundings."""
+    g = torch.Generator().manual_seed(W + D + H)
+    x, v = (torch.randn(W, D, generator=g) for _ in range(2))
+    hist = torch.randn(W, H, D, generator=g, dtype=torch.float64)
+    M = torch.randn(W, 1 + H, 2 + H, generator=g, dtype=torch.float64)
+    got_x, got_h = step_rows(M, x, v, hist)
+    want_x, want_h = step_rows_torch(M, x, v, hist)
+    assert got_x.dtype == torch.float32 and got_h.dtype == torch.float64
+    assert torch.equal(got_x, want_x) and torch.equal(got_h, want_h)
+    # the state is the cost op's combination: its cost against itself as the target is exactly 0
+    targets = got_x[None]
+    coef = M[:, None, 0].contiguous()
+    rows = torch.arange(W)
+    assert torch.equal(combo_costs(x, v, hist, coef, targets.expand(1, W, D).contiguous(), rows,
+                                   torch.ones(W, dtype=torch.int64), backend="csrc"), torch.zeros(W, 1, dtype=torch.float64))
+
+
+def test_step_rows_bad_inputs():
+    x = torch.randn(3, 8)
+    hist = torch.randn(3, 2, 8, dtype=torch.float64)
+    M = torch.randn(3, 3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"M \[W, 1 \+ H, 2 \+ H\]"):
+        step_rows(M[:, :2], x, x, hist)
+    with pytest.raises(ValueError, match="must be float64"):
+        step_rows(M, x, x, hist.float())
 
 
 def test_combo_bad_inputs():

@@ -21,9 +21,9 @@ import torch
 
 from .. import dp
 from ..progress import progress
-from ..ops import combine, combo_costs, euler_costs, euler_rows, round_to
+from ..ops import combo_costs, euler_costs, euler_rows
 from ..ops.euler_cost import pick_backend
-from ..solvers import get_solver
+from ..solvers import get_solver, step
 from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm
 from .inputs import SampleInputs
@@ -308,10 +308,8 @@ class Engine:
             return
         solver = get_solver(opts.solver)
         times, depth = history.times[r], history.depth[r]
-        M = solver.matrix(self.s[win_i], self.s[win_j], times[:, 0], times[:, 1], depth)  # [W, 1 + H, 2 + H]
-        vectors = [x[r].double(), v[r].double()] + [history.vectors[r, k] for k in range(solver.history)]
-        state[win_b, win_j] = round_to(combine(M[:, 0], vectors), state.dtype)
-        saved["hist"][win_b, win_j] = torch.stack([combine(M[:, 1 + k], vectors) for k in range(solver.history)], 1)
+        state[win_b, win_j], saved["hist"][win_b, win_j] = step(solver, x[r], v[r], history.vectors[r], self.s[win_i],
+                                                                self.s[win_j], times[:, 0], times[:, 1], depth)
         s_prev, s_prev2, depth = solver.carried_times(self.s[win_i], times[:, 0], depth)
         saved["hist_times"][win_b, win_j] = torch.stack([s_prev, s_prev2], 1)
         saved["depth"][win_b, win_j] = depth
