@@ -1,10 +1,13 @@
-"""The `oss-fast` command: search, sample, compare, quality, info.
+"""The `oss-fast` command: search, sample, compare, export, presets, quality, info.
 
     oss-fast search                       # the bundled default model; outputs in a folder it prints
     oss-fast search --model gaussian_mixture --student-steps 5 --shift 3
     oss-fast search --model mypkg.models:make_model      # any factory returning a velocity model
     oss-fast compare --model digits a.json b.json
     oss-fast sample --model digits --schedule a.json
+    oss-fast export a.json --format comfyui --steps 20     # SIGMAS; also json, diffusers
+    oss-fast export flux --format diffusers --size 1024x768 # a published preset, by name
+    oss-fast presets                      # the published schedules
     oss-fast quality                      # the README's quality table
     oss-fast info
     torchrun --nproc_per_node=2 -m oss_fast search ...   # the search's model calls shared by 2 ranks
@@ -27,8 +30,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from . import Schedule, build_info, sample, search
-from .quality import quality_table
+from . import Schedule, build_info, presets, sample, search
+from .quality import quality_table, transfer_table
 from .report import compare, image_grid, plots_missing, steps_on
 from .api import schedule_steps
 from .solvers import SOLVERS
@@ -225,9 +228,11 @@ def cmd_sample(args) -> int:
 
 
 def cmd_quality(args) -> int:
-    table = quality_table(models=args.models, teacher_steps=args.teacher_steps, ks=args.ks,
-                          search_samples=args.search_samples, eval_samples=args.eval_samples,
-                          show=not args.no_progress, solvers=args.solvers)
+    common = dict(models=args.models, teacher_steps=args.teacher_steps, ks=args.ks,
+                  search_samples=args.search_samples, eval_samples=args.eval_samples, show=not args.no_progress)
+    if args.solvers and args.transfer:
+        raise ValueError("--solvers and --transfer are two tables: ask for one")
+    table = transfer_table(**common) if args.transfer else quality_table(**common, solvers=args.solvers)
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")
@@ -237,6 +242,58 @@ def cmd_quality(args) -> int:
 def cmd_info(args) -> int:
     print(json.dumps(build_info(), indent=2))
     return 0
+
+
+def cmd_presets(args) -> int:
+    rows = presets.describe()
+    print(f"{'name':8} {'model':12} {'steps':>5} {'solver':6} {'shift':>5}  source")
+    for r in rows:
+        shift = "-" if r["shift"] is None else f"{r['shift']:g}"
+        print(f"{r['name']:8} {r['model']:12} {r['steps']:>5} {r['solver']:6} {shift:>5}  {r['source']}")
+    print("export one with: oss-fast export NAME --format json|comfyui|diffusers [--steps n]")
+    return 0
+
+
+def schedule_or_preset(name: str, steps: int | None) -> Schedule:
+    """A schedule file, or a published preset by name (at `steps` by the preset's own rule)."""
+    if os.path.isfile(name):
+        schedule = Schedule.load(name)
+        return schedule if steps is None else schedule.interpolate(steps)
+    if name.lower() in presets.names():
+        return presets.get(name, steps)
+    raise ValueError(f"{name} is neither a schedule file nor a preset ({', '.join(presets.names())})")
+
+
+def cmd_export(args) -> int:
+    schedule = schedule_or_preset(args.schedule, None)
+    if args.size:  # resolution first: it moves the flow times of FLUX-style schedules
+        schedule = schedule.for_resolution(*args.size)
+    if args.shift is not None:
+        schedule = schedule.for_shift(args.shift)
+    if args.steps is not None:
+        schedule = (presets.get(args.schedule, args.steps) if not os.path.isfile(args.schedule) and
+                    not (args.size or args.shift) else schedule.interpolate(args.steps))
+    if args.format == "json":
+        text = json.dumps(schedule.to_dict(), indent=1)
+    elif args.format == "comfyui":
+        if schedule.parameterization != "flow":
+            raise ValueError("a DDPM-family (DiT) schedule has no ComfyUI flow SIGMAS")
+        text = json.dumps(schedule.sigmas)
+    else:
+        text = json.dumps(schedule.diffusers_export(), indent=1)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+        print(f"{args.format} export of {args.schedule} ({len(schedule)} steps, {schedule.solver}) written to {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def image_size(text: str) -> list[int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise argparse.ArgumentTypeError(f"must be HEIGHTxWIDTH in pixels, e.g. 1024x768, got {text!r}")
+    return [int(match[1]), int(match[2])]
 
 
 def load_schedule(path):
@@ -324,6 +381,21 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--out", help="output folder (default ./oss_fast_out/samples)")
     m.set_defaults(run=cmd_sample)
 
+    e = sub.add_parser("export", help="a schedule file or preset in another convention (json, comfyui, diffusers)")
+    e.add_argument("schedule", help="a schedule JSON file, or a preset name (oss-fast presets)")
+    e.add_argument("--format", choices=["json", "comfyui", "diffusers"], default="json",
+                   help="json: the schedule file; comfyui: SIGMAS (descending flow sigmas ending at 0); diffusers: "
+                        "the scheduler that runs its solver and the sigmas/timesteps to pass (default json)")
+    e.add_argument("--steps", type=positive_int, help="another step count (log-linear interpolation)")
+    e.add_argument("--shift", type=positive_float,
+                   help="for a grid / pipeline of this time shift: the flow times kept (snapped onto the grid)")
+    e.add_argument("--size", type=image_size, help="HEIGHTxWIDTH: follow a FLUX-style pipeline's shift to this size")
+    e.add_argument("--out", help="write to this file instead of printing")
+    e.set_defaults(run=cmd_export)
+
+    r = sub.add_parser("presets", help="the published OSS schedules (export them with oss-fast export NAME)")
+    r.set_defaults(run=cmd_presets)
+
     q = sub.add_parser("quality", help="the quality table of every mode on the bundled models")
     q.add_argument("--models", nargs="+", default=list(BUNDLED), choices=list(BUNDLED))
     q.add_argument("--teacher-steps", type=positive_int, default=100)
@@ -332,6 +404,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--eval-samples", type=positive_int, default=64)
     q.add_argument("--solvers", action="store_true",
                    help="the multistep solvers' table (Euler-OSS vs fixed schedules vs solver-aware searches)")
+    q.add_argument("--transfer", action="store_true",
+                   help="the transfer table: schedules carried between grids of shift 1, 3 and 6")
     q.add_argument("--out", help="also write the table to this file")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(run=cmd_quality)

@@ -7,6 +7,8 @@ dynamic shift is the same map with a = exp(mu), mu linear in the image sequence 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -58,6 +60,27 @@ def scheduler_mu(config, seq_len: int) -> float:
                            config.get("base_shift", 0.5), config.get("max_shift", 1.15))
 
 
+# what a pipeline that shifts its sigmas by image size (FLUX, diffusers' use_dynamic_shifting) needs to
+# compute its shift at any size: the scheduler's config entries and the pipeline's VAE scale factor
+DYNAMIC_SHIFT_KEYS = ("base_image_seq_len", "max_image_seq_len", "base_shift", "max_shift", "time_shift_type",
+                      "vae_scale_factor")
+
+
+def dynamic_shift_rule(scheduler_config, vae_scale_factor: int = 8) -> dict:
+    """The dynamic_shift record of a scheduler config (diffusers' keys and defaults)."""
+    return dict(base_image_seq_len=scheduler_config.get("base_image_seq_len", 256),
+                max_image_seq_len=scheduler_config.get("max_image_seq_len", 4096),
+                base_shift=scheduler_config.get("base_shift", 0.5), max_shift=scheduler_config.get("max_shift", 1.15),
+                time_shift_type=scheduler_config.get("time_shift_type", "exponential"),
+                vae_scale_factor=vae_scale_factor)
+
+
+def size_shift(rule: dict, size) -> float:
+    """The time shift a dynamic-shift pipeline applies at an image size (exp(mu), or mu if linear)."""
+    mu = scheduler_mu(rule, image_seq_len(size[0], size[1], rule["vae_scale_factor"]))
+    return math.exp(mu) if rule["time_shift_type"] == "exponential" else mu
+
+
 # ------------------------------------------------------------------------ indices on a grid
 
 def _array(values) -> np.ndarray:
@@ -70,6 +93,28 @@ def snap_to_grid(grid, sigmas) -> list[int]:
     """Grid indices nearest to the given nonzero sigmas, ascending and distinct."""
     grid = _array(grid)
     return sorted({int(np.argmin(np.abs(grid - s))) for s in _array(sigmas)} - {0})
+
+
+def snap_steps(grid, sigmas) -> list[int]:
+    """K distinct grid indices (ascending, none 0) for K nonzero sigmas: the assignment that keeps the
+    order and moves the sigmas least in total (a small DP), so no step is lost where two sigmas share
+    a nearest grid point. ValueError when the grid has fewer than K nonzero points."""
+    grid, targets = _array(grid), np.sort(_array(sigmas))
+    K, N = len(targets), len(grid) - 1
+    if K > N:
+        raise ValueError(f"{K} steps do not fit a grid of {N} steps")
+    dist = np.abs(grid[None, 1:] - targets[:, None])  # [K, N]: sigma k at grid index i + 1
+    total = dist[0].copy()
+    choice = np.zeros((K, N), dtype=np.int64)
+    for k in range(1, K):  # total[i]: best cost of sigmas 0..k with sigma k at index i + 1
+        best_before = np.minimum.accumulate(np.concatenate([[np.inf], total[:-1]]))
+        where = np.maximum.accumulate(np.where(np.concatenate([[np.inf], total[:-1]]) == best_before,
+                                               np.arange(N) - 1, -1))
+        total, choice[k] = dist[k] + best_before, where
+    indices = [int(np.argmin(total))]
+    for k in range(K - 1, 0, -1):
+        indices.append(int(choice[k, indices[-1]]))
+    return [i + 1 for i in reversed(indices)]
 
 
 def grid_index(grid, sigma: float, tol: float = 1e-9) -> int | None:

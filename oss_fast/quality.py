@@ -3,7 +3,10 @@
 * Euler: every mode and aggregation of the search against uniform and time-shifted steps;
 * solvers (`--solvers`): for each multistep solver, the published Euler search's schedule (Euler-OSS)
   sampled with Euler and with the solver, uniform and shifted steps with the solver, and the
-  solver-aware searches.
+  solver-aware searches;
+* transfer (`--transfer`): a schedule searched on a grid of one shift, carried to a grid of another
+  (Schedule.for_shift: flow times snapped; Schedule.reshift: through un-shifted time, then snapped)
+  against a fresh search on the target grid and the target grid's uniform steps.
 
 Every cell reports both PSNRs to the teacher (report.errors): of the MSE over the held-out noises,
 and the mean of the per-noise PSNRs.
@@ -17,6 +20,7 @@ from .api import search
 from .grid import shifted_steps, uniform_steps
 from .progress import progress
 from .report import errors, markdown_table, teacher_samples
+from .schedule import Schedule
 from .zoo import load_model, noises
 
 METHODS = [  # (label, search options); None: a fixed schedule. Full searches unless refined.
@@ -110,6 +114,50 @@ def solver_rows(bench: Bench, ks, solvers=MULTISTEP, bar=None) -> list[dict]:
                 if bar is not None:
                     bar.update()
     return list(rows.values())
+
+
+TRANSFER_SHIFTS = (1.0, 3.0, 6.0)
+
+
+def transfer_rows(benches: dict, ks, bar=None) -> list[dict]:
+    """Per target grid (shift b): the default search there, its uniform steps, and the default search
+    of every other grid carried over by for_shift and by reshift; both PSNRs per K on b's teacher."""
+    searched = {(a, K): Schedule.from_indices(bench.search(K), grid=bench.model.fm_steps)
+                for a, bench in benches.items() for K in ks}
+    rows = []
+    for b, bench in benches.items():
+        grid = bench.model.fm_steps
+        ways = [("fresh search", None, lambda K: searched[(b, K)].indices),
+                ("uniform steps", None, lambda K: uniform_steps(grid, K))]
+        for a in benches:
+            if a != b:
+                ways.append(("for_shift (flow times)", a, lambda K, a=a: searched[(a, K)].for_shift(b).indices))
+                ways.append(("reshift (un-shifted time)", a,
+                             lambda K, a=a: searched[(a, K)].reshift(b).snap(grid.tolist()).indices))
+        for label, a, steps_for in ways:
+            row = {"to grid": f"shift {b:g}", "from grid": "" if a is None else f"shift {a:g}", "method": label}
+            for K in ks:
+                _put(row, K, bench.score(steps_for(K)))
+            rows.append(row)
+            if bar is not None:
+                bar.update()
+    return rows
+
+
+def transfer_table(models=("digits", "gaussian_mixture"), teacher_steps: int = 100, ks=(5, 10),
+                   search_samples: int = 32, eval_samples: int = 64, show: bool = True,
+                   shifts=TRANSFER_SHIFTS) -> str:
+    """Markdown: per model, schedules carried between grids of the given shifts (see transfer_rows)."""
+    columns = ["to grid", "from grid", "method"] + [f"{m} K={K}" for K in ks for m in ("mean psnr", "psnr")]
+    parts = [f"PSNR (dB) to the target grid's {teacher_steps}-step Euler teacher on {eval_samples} held-out noises "
+             f"(seed 1000), 'mean psnr' the mean of per-noise PSNRs, 'psnr' that of the MSE; every search is the "
+             f"default (compat, median, refined) on {search_samples} noises (seed 0)."]
+    rows_per_model = len(shifts) * (2 + 2 * (len(shifts) - 1))
+    with torch.no_grad(), progress(len(models) * rows_per_model, "transfer", enabled=show) as bar:
+        for name in models:
+            benches = {b: Bench(name, b, teacher_steps, search_samples, eval_samples) for b in shifts}
+            parts.append(f"**{name}**\n\n" + markdown_table(transfer_rows(benches, ks, bar), columns))
+    return "\n\n".join(parts)
 
 
 def quality_table(models=("digits", "gaussian_mixture"), teacher_steps: int = 100, ks=(5, 10),

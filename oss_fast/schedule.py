@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ._version import __version__
-from .grid import describe_grid, grid_index, image_seq_len, scheduler_mu, snap_to_grid, time_unshift
+from .grid import (DYNAMIC_SHIFT_KEYS, describe_grid, grid_index, image_seq_len, scheduler_mu, shifted_grid,
+                   size_shift, snap_steps, time_shift, time_unshift)
 
 FORMAT = "oss_fast.schedule/1"
 PARAMETERIZATIONS = ("flow", "ddpm")
@@ -72,6 +73,14 @@ def _indices(values, K: int, grid_len: int | None) -> list[int]:
     return indices
 
 
+def _size(value) -> list[int]:
+    """An image size as [height, width] in pixels (a pair of ints >= 1)."""
+    if (isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in value)):
+        raise ValueError(f"size must be [height, width] in pixels (ints >= 1), got {value!r}")
+    return [int(v) for v in value]
+
+
 class Schedule:
     """K steps of a sampler on a model's grid.
 
@@ -81,10 +90,15 @@ class Schedule:
     K steps, descending (None if unknown). parameterization: "flow" or "ddpm" (how the sigmas map
     to a scheduler's). metadata: free-form provenance, saved with the schedule. solver: the sampler
     it was searched for and is sampled with ("euler", "ab2", "dpmpp_2m", "unipc").
+    shift: the time shift of the grid it was searched on (1 = uniform; None if unknown).
+    size: [height, width] in pixels it was searched at, for models whose pipeline shifts the sigmas
+    by image size; dynamic_shift: that pipeline's rule (DYNAMIC_SHIFT_KEYS), so the schedule can
+    follow it to another size (for_resolution).
     """
 
     def __init__(self, sigmas, indices=None, grid=None, timesteps=None, parameterization: str = "flow",
-                 metadata: dict | None = None, solver: str = "euler"):
+                 metadata: dict | None = None, solver: str = "euler", shift: float | None = None, size=None,
+                 dynamic_shift: dict | None = None):
         sigmas = _floats(sigmas, "sigmas")
         if len(sigmas) < 2 or sigmas[-1] != 0.0:
             raise ValueError(f"sigmas must hold K + 1 >= 2 values ending at 0, got {sigmas}")
@@ -119,6 +133,23 @@ class Schedule:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
         self.metadata = dict(metadata or {})
         self.solver = solver
+        if shift is not None and (isinstance(shift, bool) or not isinstance(shift, (int, float))
+                                  or not math.isfinite(shift) or shift <= 0):
+            raise ValueError(f"shift must be a number > 0, got {shift!r}")
+        self.shift = None if shift is None else float(shift)
+        self.size = None if size is None else _size(size)
+        if dynamic_shift is not None:
+            if not isinstance(dynamic_shift, dict) or set(dynamic_shift) != set(DYNAMIC_SHIFT_KEYS):
+                raise ValueError(f"dynamic_shift must be a dict of {DYNAMIC_SHIFT_KEYS}, got {dynamic_shift!r}")
+            if dynamic_shift["time_shift_type"] not in ("exponential", "linear"):
+                raise ValueError(f"dynamic_shift time_shift_type must be exponential or linear, "
+                                 f"got {dynamic_shift['time_shift_type']!r}")
+            numbers = {k: v for k, v in dynamic_shift.items() if k != "time_shift_type"}
+            _floats(list(numbers.values()), "dynamic_shift")
+            dynamic_shift = dict(dynamic_shift)
+            if self.size is None:
+                raise ValueError("a schedule with dynamic_shift records the image size it was searched at (size)")
+        self.dynamic_shift = dynamic_shift
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -136,10 +167,13 @@ class Schedule:
         if getattr(model, "model_timesteps", None) is not None:
             timesteps = [float(model.model_timesteps[i]) for i in reversed(indices)]
         parameterization = parameterization or getattr(model, "parameterization", "flow")
+        description = describe_grid(grid)
         meta = dict(model=getattr(model, "name", type(model).__name__) if model is not None else None,
-                    grid=describe_grid(grid))
+                    grid=description)
         meta.update(metadata or {})
-        return cls(sigmas, indices, grid, timesteps, parameterization, meta, solver)
+        size, rule = getattr(model, "image_size", None), getattr(model, "dynamic_shift", None)
+        shift = size_shift(rule, size) if rule else _grid_shift(description)  # exact, not read off a float32 grid
+        return cls(sigmas, indices, grid, timesteps, parameterization, meta, solver, shift, size, rule)
 
     @classmethod
     def from_search(cls, result, model, *, seeds=None, metadata=None) -> "Schedule":
@@ -158,13 +192,8 @@ class Schedule:
         sigmas = _floats(sigmas)
         if sigmas and sigmas[-1] != 0.0:
             sigmas.append(0.0)
-        indices = None
-        if grid is not None:
-            grid = _floats(grid)
-            found = [grid_index(grid, s) for s in sigmas[:-1]]
-            if all(i is not None for i in found):
-                indices = found[::-1]
-        return cls(sigmas, indices, grid, None, parameterization, metadata, solver)
+        grid = None if grid is None else _floats(grid)
+        return cls(sigmas, _indices_on(grid, sigmas), grid, None, parameterization, metadata, solver)
 
     # ------------------------------------------------------------------ use
     def __len__(self) -> int:
@@ -180,31 +209,102 @@ class Schedule:
     def interpolate(self, steps: int) -> "Schedule":
         """The schedule at another step count, by log-linear interpolation of the nonzero sigmas over
         a uniform step axis (the convention of published step presets); the final 0 is kept."""
-        if not isinstance(steps, int) or steps < 1:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an int >= 1, got {steps!r}")
         meta = dict(self.metadata, interpolated_from=len(self))
         if steps == len(self):
-            return Schedule(self.sigmas, self.indices, self.grid, self.timesteps, self.parameterization, meta,
-                            self.solver)
+            return self.replace(metadata=meta)
         log_sigmas = np.log(np.array(self.sigmas[:-1]))
         new = np.exp(np.interp(np.linspace(0, 1, steps), np.linspace(0, 1, len(log_sigmas)), log_sigmas))
-        return Schedule.from_sigmas(list(new), self.grid, metadata=meta, parameterization=self.parameterization,
-                                    solver=self.solver)
+        sigmas = list(new) + [0.0]
+        return self.replace(sigmas=sigmas, indices=_indices_on(self.grid, sigmas), timesteps=None, metadata=meta)
 
     def snap(self, grid=None) -> "Schedule":
-        """The nearest schedule on a grid: each sigma moved to the closest grid point (distinct)."""
+        """The nearest schedule on a grid: the K sigmas moved to K distinct grid points, in order,
+        moving them least in total."""
         if grid is None and self.grid is None:
             raise ValueError("no grid to snap to")
         grid = _floats(self.grid if grid is None else grid)
-        return Schedule.from_indices(snap_to_grid(grid, self.sigmas[:-1]), grid=grid, solver=self.solver,
-                                     metadata=dict(self.metadata, snapped=True),
-                                     parameterization=self.parameterization)
+        indices = snap_steps(grid, self.sigmas[:-1])
+        return self.replace(sigmas=[grid[i] for i in reversed(indices)] + [0.0], indices=indices, grid=grid,
+                            timesteps=None, shift=_grid_shift(describe_grid(grid)),
+                            metadata=dict(self.metadata, snapped=True))
+
+    # ------------------------------------------------------------------ transfer
+    def for_shift(self, shift: float, teacher_steps: int | None = None) -> "Schedule":
+        """The schedule for the same network on a teacher grid of another time shift (N steps, N the
+        schedule's own unless teacher_steps is given). The network does not change with the grid, so
+        the flow times carry over, snapped onto the new grid (README, Transfer); a schedule without a
+        grid (a preset) keeps its flow times as they are. For a pipeline with that static shift, the
+        diffusers export then un-shifts by it, so the pipeline lands on these flow times."""
+        self._refuse_transfer("for_shift")
+        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not shift > 0:
+            raise ValueError(f"shift must be a number > 0, got {shift!r}")
+        meta = dict(self.metadata, transferred=dict(kind="shift", from_shift=self.shift, to_shift=float(shift)))
+        N = teacher_steps if teacher_steps is not None else (len(self.grid) - 1 if self.grid else None)
+        if N is None:  # sigmas only (a preset): the flow times stay, there is no grid to snap onto
+            return self.replace(shift=float(shift), metadata=meta)
+        if isinstance(N, bool) or not isinstance(N, int) or N < len(self):
+            raise ValueError(f"teacher_steps must be an int >= the schedule's {len(self)} steps, got {N!r}")
+        return self.snap(shifted_grid(N, float(shift)).tolist()).replace(shift=float(shift), metadata=meta)
+
+    def reshift(self, shift: float) -> "Schedule":
+        """The schedule moved through un-shifted time, s -> time_shift(time_unshift(s, a), shift) with a
+        the recorded shift: what re-shifting a step preset does (e.g. a sampler's shift applied to a
+        schedule's output). Off any grid. This is not how a schedule carries to another grid -- the
+        README's Transfer table measures it below for_shift -- but a deliberate move of the steps."""
+        self._refuse_transfer("reshift")
+        if self.shift is None:
+            raise ValueError("the schedule records no shift to undo (searched on a custom grid?)")
+        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not shift > 0:
+            raise ValueError(f"shift must be a number > 0, got {shift!r}")
+        sigmas = time_shift(time_unshift(np.array(self.sigmas), self.shift), float(shift)).tolist()
+        sigmas[-1] = 0.0
+        return self.replace(sigmas=sigmas, indices=None, grid=None, timesteps=None, shift=float(shift),
+                            metadata=dict(self.metadata, transferred=dict(kind="reshift", from_shift=self.shift,
+                                                                         to_shift=float(shift))))
+
+    def for_resolution(self, height: int, width: int) -> "Schedule":
+        """The schedule at another image size, for pipelines that shift sigmas by image size (FLUX;
+        diffusers' use_dynamic_shifting): the pipeline's own convention, followed explicitly -- every
+        flow time (sigmas and grid) un-shifted by the recorded size's shift and re-shifted by the
+        target size's, so the grid indices stay and the result is the grid the pipeline uses at the
+        new size. Whether a new search at that size would do better needs a model whose velocity
+        depends on resolution: the bundled ones do not, so it is not measured here."""
+        size = _size([height, width])
+        if self.dynamic_shift is None:
+            reason = ("it records no image size and shift rule (its pipeline does not shift sigmas by size, or it "
+                      "is a preset whose size was not published), so its flow times serve every size as they are"
+                      if self.parameterization == "flow" else
+                      "it is a DDPM-family schedule (DiT): its sigmas do not depend on image size")
+            raise ValueError(f"for_resolution applies to FLUX-style dynamic-shift schedules; {reason}")
+        a, b = size_shift(self.dynamic_shift, self.size), size_shift(self.dynamic_shift, size)
+        move = (lambda s: time_shift(time_unshift(np.array(s), a), b).tolist())
+        sigmas = move(self.sigmas)
+        timesteps = None if self.timesteps is None else [t * new / old for t, new, old in
+                                                         zip(self.timesteps, sigmas, self.sigmas)]
+        return self.replace(sigmas=sigmas, grid=None if self.grid is None else move(self.grid), timesteps=timesteps,
+                            shift=b, size=size, metadata=dict(self.metadata, transferred=dict(
+                                kind="resolution", from_size=self.size, to_size=size)))
+
+    def _refuse_transfer(self, what: str) -> None:
+        if self.parameterization != "flow":
+            raise ValueError(f"{what}: a DDPM-family schedule (DiT) has no time shift to move")
+        if self.dynamic_shift is not None:
+            raise ValueError(f"{what}: this schedule's pipeline sets its shift by image size; use "
+                             "for_resolution(height, width)")
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
         return dict(format=FORMAT, solver=self.solver, indices=self.indices, sigmas=self.sigmas,
                     timesteps=self.timesteps, grid=self.grid, parameterization=self.parameterization,
-                    metadata=self.metadata)
+                    shift=self.shift, size=self.size, dynamic_shift=self.dynamic_shift, metadata=self.metadata)
+
+    def replace(self, **changes) -> "Schedule":
+        """A copy with some fields changed (validated as a new schedule)."""
+        fields = dict(self.to_dict(), **changes)
+        fields.pop("format")
+        return Schedule(**fields)
 
     def save(self, path) -> None:
         """Writes JSON; floats are written exactly (repr), so load(save(s)) == s."""
@@ -236,7 +336,7 @@ class Schedule:
         if data.get("format") != FORMAT:
             raise ValueError(f"{path} is not an oss_fast schedule (format {data.get('format')!r})")
         unknown = set(data) - {"format", "solver", "indices", "sigmas", "timesteps", "grid", "parameterization",
-                               "metadata"}
+                               "metadata", "shift", "size", "dynamic_shift"}
         if unknown:
             raise ValueError(f"{path}: unknown field {sorted(unknown)[0]!r}")
         if "sigmas" not in data:
@@ -244,7 +344,8 @@ class Schedule:
         try:
             return cls(data["sigmas"], data.get("indices"), data.get("grid"), data.get("timesteps"),
                        data.get("parameterization", "flow"), data.get("metadata"),
-                       data.get("solver", "euler"))  # files written before solvers existed are Euler
+                       data.get("solver", "euler"),  # files written before solvers existed are Euler
+                       data.get("shift"), data.get("size"), data.get("dynamic_shift"))
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
 
@@ -286,8 +387,10 @@ class Schedule:
     def to_diffusers(self, pipe_or_scheduler, *, mu: float | None = None, height: int | None = None,
                      width: int | None = None) -> dict:
         """Call arguments that make a pipeline (or scheduler.set_timesteps) sample at exactly this
-        schedule's sigmas: e.g. `pipe(prompt, **schedule.to_diffusers(pipe, height=h, width=w))`.
-        FLUX-style dynamic shifting needs mu, or the image height and width in pixels. Only Euler
+        schedule's sigmas: e.g. `pipe(prompt, **schedule.to_diffusers(pipe))`. FLUX-style dynamic
+        shifting needs the image size: a schedule that records it (searched through
+        FluxWrapper.from_pipeline) adds height and width to the arguments, and refuses another size
+        (use for_resolution); otherwise give mu, or height and width in pixels. Only Euler
         schedules go through call arguments; other solvers need `with schedule.applied(pipe)`, which
         also puts the pipeline on a scheduler that runs the solver."""
         scheduler = getattr(pipe_or_scheduler, "scheduler", pipe_or_scheduler)
@@ -295,9 +398,17 @@ class Schedule:
         if is_pipe and self.solver != "euler":
             raise ValueError(f"a {self.solver} schedule needs `with schedule.applied(pipe): pipe(...)`: it switches "
                              f"the pipeline to {self._scheduler_spec()[0]} on the schedule's sigmas")
-        if mu is None and scheduler.config.get("use_dynamic_shifting") and height and width:
-            factor = getattr(pipe_or_scheduler, "vae_scale_factor", 8)
-            mu = scheduler_mu(scheduler.config, image_seq_len(height, width, factor))
+        size_args = {}
+        if mu is None and scheduler.config.get("use_dynamic_shifting"):
+            if self.size is not None:
+                if (height or width) and [height, width] != self.size:
+                    raise ValueError(self._other_size(height, width))
+                if not (height or width) and is_pipe:
+                    size_args = dict(height=self.size[0], width=self.size[1])  # the pipeline runs at that size
+                height, width = self.size
+            if height and width:
+                factor = getattr(pipe_or_scheduler, "vae_scale_factor", 8)
+                mu = scheduler_mu(scheduler.config, image_seq_len(height, width, factor))
         args = self.scheduler_arguments(scheduler, mu)
         if not is_pipe:
             return args
@@ -310,7 +421,35 @@ class Schedule:
             raise ValueError(f"{type(scheduler).__name__} does not run Euler on these sigmas: use "
                              "`with schedule.applied(pipe): pipe(...)`")
         args.pop("mu", None)  # the pipeline computes mu itself from height and width
-        return dict(args, num_inference_steps=len(self))
+        return dict(args, num_inference_steps=len(self), **size_args)
+
+    def diffusers_export(self) -> dict:
+        """What a diffusers pipeline needs to sample this schedule, without the pipeline at hand
+        (`oss-fast export --format diffusers`): the scheduler class and config entries that run its
+        solver (with the recorded static shift), and the set_timesteps / pipeline arguments: the
+        sigmas before the scheduler's shift re-applies (FLUX-style: with the recorded height, width and
+        mu), or the network timesteps (DDPM family)."""
+        name, config = self._scheduler_spec()
+        out = dict(scheduler=name, scheduler_config=config, num_inference_steps=len(self))
+        if self.parameterization != "flow":
+            if self.timesteps is None:
+                raise ValueError("this schedule has no network timesteps (build it from a wrapper that knows them)")
+            return dict(out, timesteps=[int(round(t)) for t in self.timesteps])
+        if self.dynamic_shift is not None:  # the pipeline's own dynamic shift, at the recorded size
+            shift = size_shift(self.dynamic_shift, self.size)
+            mu = math.log(shift) if self.dynamic_shift["time_shift_type"] == "exponential" else shift
+            out.update(height=self.size[0], width=self.size[1], mu=mu)
+        else:  # a static shift, the recorded one (1 when unknown: the sigmas are then passed as they are)
+            shift = self.shift or 1.0
+            key = "shift" if name == "FlowMatchEulerDiscreteScheduler" else "flow_shift"
+            out["scheduler_config"] = dict(config, use_dynamic_shifting=False, **{key: shift})
+        return dict(out, sigmas=time_unshift(np.array(self.sigmas[:-1]), shift).tolist())
+
+    def _other_size(self, height, width) -> str:
+        h, w = self.size
+        return (f"this schedule was searched at {h}x{w}; at {height}x{width} the pipeline shifts sigmas by "
+                f"image size, so use schedule.for_resolution({height}, {width}) (moves the sigmas as the pipeline "
+                "does) or search at that size")
 
     # ------------------------------------------------------------------ diffusers schedulers per solver
     def _scheduler_spec(self):
@@ -399,6 +538,12 @@ class Schedule:
         @functools.wraps(original)  # keeps the signature pipelines inspect (e.g. for `sigmas`)
         def set_timesteps(num_inference_steps=None, device=None, **kwargs):
             reset = {"mu": kwargs.get("mu", 0.0)} if scheduler.config.get("use_dynamic_shifting") else {}
+            if self.dynamic_shift is not None and "mu" in kwargs:  # a pipeline at another size: never silently
+                expected = scheduler_mu(scheduler.config, image_seq_len(*self.size, self.dynamic_shift["vae_scale_factor"]))
+                if abs(kwargs["mu"] - expected) > 1e-9:
+                    raise ValueError(f"the pipeline runs at another image size than the {self.size[0]}x{self.size[1]} "
+                                     f"this schedule was searched at (mu {kwargs['mu']:.4f}, not {expected:.4f}): "
+                                     "use schedule.for_resolution(height, width) for that size")
             original(num_inference_steps=len(self), device=device, **reset)  # resets the step state
             self.install(scheduler, device)
 
@@ -415,6 +560,18 @@ class Schedule:
         ending at 0 (float32). Sample with the schedule's solver: ComfyUI/k-diffusion 'euler' for euler,
         'lms' (order 2) for ab2."""
         return torch.tensor(self.sigmas, dtype=torch.float32)
+
+
+def _indices_on(grid, sigmas) -> list[int] | None:
+    """The grid indices of the nonzero sigmas (ascending) when every one lies on the grid, else None."""
+    if grid is None:
+        return None
+    found = [grid_index(grid, s) for s in sigmas[:-1]]
+    return found[::-1] if all(i is not None for i in found) else None
+
+
+def _grid_shift(description: dict) -> float | None:
+    return {"uniform": 1.0, "shifted": description.get("shift")}.get(description["kind"])
 
 
 def _refuse_constant(name: str):

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from oss_fast import Schedule
@@ -98,6 +99,12 @@ def test_info_prints_build_info():
     (["search", *SMALL, "--resume"], "--resume needs --checkpoint"),
     (["search", *SMALL, "--full", "--stride", "2"], "--stride and --band shape the refinement"),
     (["frobnicate"], "invalid choice"),
+    (["export", "sdxl"], "sdxl is neither a schedule file nor a preset (chroma, flux, wan)"),
+    (["export", "flux", "--steps", "0"], "--steps: must be >= 1"),
+    (["export", "flux", "--size", "12x"], "--size: must be HEIGHTxWIDTH"),
+    (["export", "flux", "--format", "pdf"], "invalid choice"),
+    (["export", "flux", "--size", "512x512"], "records no image size"),
+    (["quality", "--solvers", "--transfer"], "two tables"),
 ])
 def test_bad_input_is_one_line_on_stderr_with_exit_2(args, message):
     result = run(*args)
@@ -206,3 +213,49 @@ def test_search_with_a_solver_and_compare_and_sample_follow_it(tmp_path):
     sampled = run("sample", *SMALL, "--schedule", str(out / "schedule.json"), "--samples", "2",
                   "--out", str(tmp_path / "smp"))
     assert sampled.returncode == 0 and "(unipc)" in sampled.stdout, sampled.stderr
+
+
+def test_presets_are_listed_and_exported_by_name():
+    listed = run("presets")
+    assert listed.returncode == 0 and all(name in listed.stdout for name in ("flux", "wan", "chroma"))
+    from oss_fast import presets
+    from oss_fast.integrations.comfyui import OSSSchedule
+
+    sigmas = json.loads(run("export", "FLUX", "--format", "comfyui", "--steps", "16").stdout)
+    assert sigmas == presets.get("flux", 16).sigmas  # the preset's own resampling rule
+    np.testing.assert_allclose(OSSSchedule().get_sigmas("flux", 16)[0].numpy(), sigmas, rtol=1e-7)  # the node's
+
+
+def test_export_of_a_schedule_file_in_each_format(tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+    from oss_fast.grid import shifted_grid
+
+    path = tmp_path / "s.json"
+    schedule = Schedule.from_indices([3, 9, 20, 33, 40], grid=shifted_grid(40, 3.0).tolist(), solver="unipc")
+    schedule.save(path)
+    as_json = run("export", str(path), "--out", str(tmp_path / "copy.json"))
+    assert as_json.returncode == 0 and Schedule.load(tmp_path / "copy.json") == Schedule.load(path)
+    assert json.loads(run("export", str(path), "--format", "comfyui").stdout) == schedule.sigmas
+    assert len(json.loads(run("export", str(path), "--format", "comfyui", "--steps", "8").stdout)) == 9
+    # diffusers: the scheduler it names, configured as it says, lands on the schedule's sigmas
+    spec = json.loads(run("export", str(path), "--format", "diffusers").stdout)
+    assert spec["scheduler"] == "UniPCMultistepScheduler" and spec["scheduler_config"]["flow_shift"] == 3.0
+    scheduler = UniPCMultistepScheduler(**spec["scheduler_config"])
+    scheduler.set_timesteps(sigmas=np.array(spec["sigmas"]))
+    np.testing.assert_allclose(scheduler.sigmas.numpy()[1:], schedule.sigmas[1:], rtol=1e-6, atol=1e-7)
+    # --shift: the same flow times for a grid / pipeline of shift 5 (snapped onto its 40-step grid)
+    moved = json.loads(run("export", str(path), "--format", "json", "--shift", "5").stdout)
+    assert moved["shift"] == 5.0 and moved["grid"] == shifted_grid(40, 5.0).tolist()
+    # a FLUX-style schedule: height, width and mu of its size, and --size follows the pipeline
+    flux_config = dict(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                       max_image_seq_len=4096)
+    from oss_fast.grid import dynamic_shift_rule
+    flux = Schedule([0.95, 0.8, 0.5, 0.2, 0.0], size=[1024, 768], dynamic_shift=dynamic_shift_rule(flux_config))
+    flux.save(tmp_path / "flux.json")
+    for size, expected in ((None, flux), ("512x512", flux.for_resolution(512, 512))):
+        extra = ["--size", size] if size else []
+        spec = json.loads(run("export", str(tmp_path / "flux.json"), "--format", "diffusers", *extra).stdout)
+        assert [spec["height"], spec["width"]] == expected.size
+        scheduler = FlowMatchEulerDiscreteScheduler(**flux_config)
+        scheduler.set_timesteps(sigmas=np.array(spec["sigmas"]), mu=spec["mu"])
+        np.testing.assert_allclose(scheduler.sigmas.numpy(), expected.sigmas, rtol=1e-6, atol=1e-7)

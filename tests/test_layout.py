@@ -1,7 +1,8 @@
 """The layering rule of DESIGN §4: imports only point down, lazy ones (inside functions) included.
 
     cli → quality → report → public API (dropin, package __init__, api) → engine, zoo,
-    integrations → models, schedule, solvers → ops, dp, grid → native → csrc (_C), _version
+    integrations → presets (published schedules, values) → models, schedule, solvers → ops, dp,
+    grid → native → csrc (_C), _version
 
 A module may import modules of a lower layer and, within its own subpackage (engine/, models/,
 ops/, zoo/), its siblings. reference.py imports nothing of ours.
@@ -19,6 +20,7 @@ LAYERS = {  # top-level module or subpackage -> layer (higher may import lower)
     "native": 1,
     "grid": 2, "ops": 2, "dp": 2,
     "models": 3, "schedule": 3, "solvers": 3,
+    "presets": 3.5,
     "engine": 4, "zoo": 4, "integrations": 4,
     "api": 5, "dropin": 6, "__init__": 7,
     "report": 8, "quality": 9, "cli": 10, "__main__": 11,

@@ -1,5 +1,6 @@
 """Schedule: JSON, interpolation, sampling, and export to diffusers schedulers and pipelines."""
 
+import json
 import math
 import types
 
@@ -341,3 +342,94 @@ def test_a_schedule_records_its_solver_and_sampling_follows_it(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(dict(data, solver="heun")))
     with pytest.raises(ValueError, match="solver must be one of"):
         Schedule.load(tmp_path / "bad.json")
+
+
+# ----------------------------------------------------------------------------- transfer: shift and size
+
+def test_a_schedule_records_its_grid_shift_and_the_size_of_dynamic_shift_models(tmp_path):
+    _, _, schedule = searched(shift=3.0)
+    assert schedule.shift == pytest.approx(3.0, rel=1e-12) and schedule.size is None
+    _, wrapper, _ = tiny_wan_pipeline()
+    assert Schedule.from_indices([3, 9, 20], wrapper).shift == pytest.approx(5.0, rel=1e-12)
+    pipe, flux = tiny_flux_pipeline()
+    s = Schedule.from_indices([3, 8, 14, 20], flux)
+    mu = oss_fast.grid.scheduler_mu(pipe.scheduler.config, 16)  # 64 x 64 px: 16 packed tokens
+    assert s.size == [64, 64] and s.shift == pytest.approx(math.exp(mu), rel=1e-9)
+    assert s.dynamic_shift["vae_scale_factor"] == pipe.vae_scale_factor
+    s.save(tmp_path / "s.json")
+    assert Schedule.load(tmp_path / "s.json") == s
+    old = s.to_dict()  # a file written before these fields existed
+    for key in ("shift", "size", "dynamic_shift"):
+        old.pop(key)
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = Schedule.load(tmp_path / "old.json")
+    assert (loaded.shift, loaded.size, loaded.dynamic_shift) == (None, None, None)
+
+
+def test_for_resolution_lands_on_the_sigmas_the_flux_pipeline_uses_at_that_size():
+    pipe, flux64 = tiny_flux_pipeline()
+    s64 = Schedule.from_indices([3, 8, 14, 20], flux64)
+    s128 = s64.for_resolution(128, 96)
+    fresh = Schedule.from_indices([3, 8, 14, 20], FluxWrapper.from_pipeline(pipe, 20, height=128, width=96))
+    np.testing.assert_allclose(s128.grid, fresh.grid, rtol=1e-6, atol=1e-7)  # the pipeline's float32 grid
+    np.testing.assert_allclose(s128.sigmas, fresh.sigmas, rtol=1e-6, atol=1e-7)
+    assert s128.size == [128, 96] and s128.indices == s64.indices and s128.sigmas[1] > s64.sigmas[1]
+    g = torch.Generator().manual_seed(1)
+    prompt, pooled = torch.randn(1, 5, 32, generator=g), torch.randn(1, 16, generator=g)
+    call = dict(prompt_embeds=prompt, pooled_prompt_embeds=pooled, guidance_scale=3.5, output_type="latent")
+    args = s128.to_diffusers(pipe)  # the recorded size comes with the arguments
+    assert (args["height"], args["width"]) == (128, 96)
+    pipe(**call, **args)
+    np.testing.assert_allclose(pipe.scheduler.sigmas.numpy(), s128.sigmas, rtol=2e-6, atol=1e-7)
+    # at another size than the recorded one: refused, never silently moved
+    with pytest.raises(ValueError, match=r"searched at 64x64.*for_resolution\(128, 96\)"):
+        s64.to_diffusers(pipe, height=128, width=96)
+    with pytest.raises(ValueError, match="another image size"):
+        with s64.applied(pipe):
+            pipe(**call, height=128, width=96, num_inference_steps=4)
+    assert s64.to_diffusers(pipe, height=64, width=64)["sigmas"] is not None
+
+
+def test_for_resolution_refuses_schedules_whose_pipeline_does_not_shift_by_size():
+    _, _, schedule = searched()
+    with pytest.raises(ValueError, match="serve every size as they are"):
+        schedule.for_resolution(512, 512)
+    _, dit = tiny_dit_wrapper()
+    with pytest.raises(ValueError, match="DDPM-family"):
+        Schedule.from_indices([3, 9, 20, 40], dit).for_resolution(512, 512)
+    with pytest.raises(ValueError, match="size must be"):
+        Schedule.from_indices([3, 8, 14, 20], tiny_flux_pipeline()[1]).for_resolution(0, 512)
+
+
+def test_for_shift_keeps_the_flow_times_snapped_onto_the_target_grid():
+    grid1 = oss_fast.grid.shifted_grid(100, 1.0)
+    s = Schedule.from_indices([4, 13, 25, 50, 80], grid=grid1)
+    moved = s.for_shift(3.0)
+    grid3 = oss_fast.grid.shifted_grid(100, 3.0)
+    assert moved.grid == grid3.tolist() and moved.shift == 3.0 and len(moved) == 5
+    assert moved.sigmas == [float(grid3[i]) for i in reversed(moved.indices)] + [0.0]
+    # each flow time lands on its nearest point of the new grid (these are far enough apart)
+    for sigma, i in zip(s.sigmas, reversed(moved.indices)):
+        assert i == int(np.argmin(np.abs(grid3.numpy() - sigma)))
+    assert s.sigmas[2] == 0.25 and moved.sigmas[2] == pytest.approx(0.25, abs=1e-12)  # on both grids: kept
+    assert s.for_shift(3.0, teacher_steps=40).grid == oss_fast.grid.shifted_grid(40, 3.0).tolist()
+    # two flow times that share a nearest point still give K distinct steps
+    close = Schedule.from_sigmas([0.9, 0.302, 0.298, 0.1], grid=None).for_shift(1.0, teacher_steps=10)
+    assert close.indices == [1, 2, 3, 9]
+
+
+def test_reshift_moves_through_unshifted_time_and_transfers_refuse_other_families():
+    s = Schedule.from_indices([4, 13, 25, 50, 80], grid=oss_fast.grid.shifted_grid(100, 1.0))
+    np.testing.assert_allclose(s.reshift(3.0).sigmas, oss_fast.grid.time_shift(np.array(s.sigmas), 3.0), rtol=1e-15)
+    assert s.reshift(3.0).shift == 3.0 and s.reshift(3.0).indices is None
+    with pytest.raises(ValueError, match="records no shift"):
+        Schedule([0.9, 0.5, 0.0]).reshift(2.0)
+    kept = Schedule([0.9, 0.5, 0.0]).for_shift(2.0)  # no grid to snap onto: the flow times stay
+    assert kept.sigmas == [0.9, 0.5, 0.0] and kept.shift == 2.0
+    with pytest.raises(ValueError, match="shift must be a number > 0"):
+        s.for_shift(0)
+    _, dit = tiny_dit_wrapper()
+    with pytest.raises(ValueError, match="DDPM-family"):
+        Schedule.from_indices([3, 9, 20, 40], dit).for_shift(3.0)
+    with pytest.raises(ValueError, match="for_resolution"):
+        Schedule.from_indices([3, 8, 14, 20], tiny_flux_pipeline()[1]).for_shift(3.0)

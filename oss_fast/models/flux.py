@@ -4,7 +4,8 @@
   transformer and the scheduler's descending timesteps (sigma * 1000, without the final 0).
 * `FluxWrapper.from_pipeline(pipe, teacher_steps, height, width)` — the grid a FluxPipeline would
   use for teacher_steps steps: sigmas linspace(1, 1/N, N) shifted by the scheduler with the dynamic
-  mu of the image sequence length (grid.calculate_shift), then 0.
+  mu of the image sequence length (grid.calculate_shift), then 0. With dynamic shifting it records
+  the image size and the shift rule, so a Schedule from it can follow the pipeline to another size.
 
 The transformer gets `timestep = sigma` (it multiplies by 1000 itself) and, through the search's
 model_kwargs, the packed-latent inputs; `flux_inputs` builds them. Its output is the flow velocity
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..grid import grid_from_descending, image_seq_len, scheduler_mu
+from ..grid import dynamic_shift_rule, grid_from_descending, image_seq_len, scheduler_mu
 from .base import VelocityWrapper, half_dtype, into
 from .compile import maybe_compile
 
@@ -77,7 +78,11 @@ class FluxWrapper(VelocityWrapper):
         height = height or getattr(pipe, "default_sample_size", 128) * factor
         width = width or getattr(pipe, "default_sample_size", 128) * factor
         timesteps = flux_timesteps(pipe.scheduler, teacher_steps, image_seq_len(height, width, factor))
-        return cls(pipe.transformer, timesteps, pipe.scheduler.config.num_train_timesteps, compile=compile)
+        wrapper = cls(pipe.transformer, timesteps, pipe.scheduler.config.num_train_timesteps, compile=compile)
+        if pipe.scheduler.config.get("use_dynamic_shifting"):  # the grid moves with the image size: record both
+            wrapper.image_size = [height, width]
+            wrapper.dynamic_shift = dynamic_shift_rule(pipe.scheduler.config, factor)
+        return wrapper
 
     def __call__(self, x, t, cond, kwargs):
         dtype = self.half or x.dtype

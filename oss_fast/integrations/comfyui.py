@@ -1,0 +1,96 @@
+"""ComfyUI custom node: an OSS schedule -- a published preset or a schedule file -- as SIGMAS.
+
+Install, in the Python ComfyUI runs with: `pip install oss-fast`, then one file in ComfyUI's
+custom_nodes folder, e.g. custom_nodes/oss_fast_nodes.py, holding the line
+
+    from oss_fast.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+The node "OSS schedule" outputs descending flow sigmas ending at 0 for SamplerCustom /
+SamplerCustomAdvanced. Sample them with the sampler of the schedule's solver (docs/models.md):
+`euler` for euler schedules (every preset), SamplerLMS at order 2 for ab2.
+
+* steps: presets resample by the published node's rule (oss_fast.presets.get), schedule files by
+  Schedule.interpolate (log-linear in the nonzero sigmas); both keep a final 0.
+* denoise < 1 keeps the last round(steps * denoise) steps and the final 0, as the published node
+  does; denoise 0 gives no sigmas.
+* shift: 0 keeps the searched flow times -- what carries a schedule to another grid (README,
+  Transfer). A value > 0 re-shifts the steps through un-shifted time from the shift the schedule
+  records (Schedule.reshift): a deliberate move of the steps, measured worse there.
+"""
+
+from __future__ import annotations
+
+from .. import presets
+from ..schedule import Schedule
+
+FILE = "file"
+
+
+class OSSSchedule:
+    """ComfyUI reads INPUT_TYPES, RETURN_TYPES, FUNCTION and CATEGORY, and calls FUNCTION with the
+    inputs as keyword arguments; an exception is shown to the user as its message."""
+
+    RETURN_TYPES = ("SIGMAS",)
+    RETURN_NAMES = ("sigmas",)
+    FUNCTION = "get_sigmas"
+    CATEGORY = "sampling/custom_sampling/schedulers"
+    DESCRIPTION = "Optimal Stepsize (OSS) schedule: a published preset or an oss_fast schedule file, as SIGMAS."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "schedule": (presets.names() + [FILE], {
+                    "default": "flux", "tooltip": "a published preset, or 'file' for an oss_fast schedule JSON"}),
+                "steps": ("INT", {"default": 10, "min": 1, "max": 10000}),
+                "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.01, "tooltip":
+                                    "0: the searched flow times (recommended); > 0: re-shift the steps to this shift"}),
+            },
+            "optional": {
+                "file": ("STRING", {"default": "", "tooltip": "path of a schedule JSON (oss-fast search writes one)"}),
+            },
+        }
+
+    def get_sigmas(self, schedule: str, steps: int, denoise: float = 1.0, shift: float = 0.0, file: str = ""):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+        if not 0.0 <= denoise <= 1.0:
+            raise ValueError(f"denoise must be in [0, 1], got {denoise}")
+        if shift < 0:
+            raise ValueError(f"shift must be 0 (as searched) or > 0, got {shift}")
+        if schedule == FILE:
+            chosen = load(schedule, file)
+            chosen = chosen.interpolate(steps) if chosen.parameterization == "flow" else chosen
+        else:
+            chosen = presets.get(schedule, steps)
+        if chosen.parameterization != "flow":
+            raise ValueError(f"{_name(schedule, file)} is a DDPM-family (DiT) schedule: ComfyUI's flow SIGMAS need a "
+                             "flow-matching model's schedule (FLUX, SD3, Wan, ...)")
+        if shift > 0:
+            if chosen.shift is None:
+                raise ValueError(f"{_name(schedule, file)} records no shift to re-shift from; leave shift at 0")
+            chosen = chosen.reshift(shift)
+        sigmas = chosen.to_sigmas()
+        if denoise < 1.0:  # the published node's rule: the last round(steps * denoise) steps, none at 0
+            sigmas = sigmas[-(round(steps * denoise) + 1):] if denoise > 0 else sigmas[:0]
+        return (sigmas,)
+
+
+def load(name: str, file: str = "") -> Schedule:
+    """The preset of that name, or with name 'file' the schedule in `file`; one-line ValueErrors."""
+    if name != FILE:
+        return presets.get(name)
+    if not file:
+        raise ValueError("schedule 'file' needs the path of a schedule JSON in the file input")
+    return Schedule.load(file)
+
+
+def _name(schedule: str, file: str) -> str:
+    return file if schedule == FILE else f"preset {schedule!r}"
+
+
+NODE_CLASS_MAPPINGS = {"OSSSchedule": OSSSchedule}
+NODE_DISPLAY_NAME_MAPPINGS = {"OSSSchedule": "OSS schedule"}
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "OSSSchedule", "load"]
