@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _C
+from . import _C, presets
 from ._version import __version__
 from .api import SearchResult, sample, search
 from .dropin import cal_medium, infer_OSS, search_OSS, search_OSS_batch, search_OSS_video
@@ -30,5 +30,5 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["build_info", "search", "sample", "Schedule", "SearchResult", "SearchStats", "search_OSS", "search_OSS_batch",
+__all__ = ["build_info", "presets", "search", "sample", "Schedule", "SearchResult", "SearchStats", "search_OSS", "search_OSS_batch",
            "search_OSS_video", "infer_OSS", "cal_medium", "__version__"]

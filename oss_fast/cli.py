@@ -386,7 +386,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=["json", "comfyui", "diffusers"], default="json",
                    help="json: the schedule file; comfyui: SIGMAS (descending flow sigmas ending at 0); diffusers: "
                         "the scheduler that runs its solver and the sigmas/timesteps to pass (default json)")
-    e.add_argument("--steps", type=positive_int, help="another step count (log-linear interpolation)")
+    e.add_argument("--steps", type=positive_int, help="another step count (log-linear interpolation; at most 10000)")
     e.add_argument("--shift", type=positive_float,
                    help="for a grid / pipeline of this time shift: the flow times kept (snapped onto the grid)")
     e.add_argument("--size", type=image_size, help="HEIGHTxWIDTH: follow a FLUX-style pipeline's shift to this size")

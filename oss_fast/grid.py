@@ -13,6 +13,9 @@ import numpy as np
 import torch
 
 
+MAX_STEPS = 10_000  # more steps than any sampler runs: a bigger count is a mistake, not a schedule
+
+
 def time_shift(s, shift: float):
     """s' = a s / (1 + (a - 1) s) for a = shift; s a float, numpy array or tensor."""
     return shift * s / (1 + (shift - 1) * s)

@@ -21,7 +21,7 @@ import types
 
 import numpy as np
 
-from .schedule import Schedule
+from .schedule import Schedule, check_steps
 
 # the ComfyUI node file, at the stored commit its numbers were read from
 _COMFY_NODE = "comfyanonymous/ComfyUI/comfy_extras/nodes_optimalsteps.py@36d3468fce685fd8f4548347067097282216d4a5"
@@ -86,8 +86,7 @@ def get(name: str, steps: int | None = None) -> Schedule:
     metadata = dict(preset=p.name, model=p.model, source=p.source, steps=p.steps, shift=p.shift, note=p.note)
     values = np.array(p.published)
     if steps is not None and steps != p.steps:
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        check_steps(steps)
         values = np.exp(np.interp(np.linspace(0, 1, steps + 1), np.linspace(0, 1, len(values)), np.log(values)))
         metadata.update(steps=int(steps), interpolated_from=p.steps)
     return Schedule(values[:-1].tolist() + [0.0], parameterization="flow", metadata=metadata, solver="euler",

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ._version import __version__
-from .grid import (DYNAMIC_SHIFT_KEYS, describe_grid, grid_index, image_seq_len, scheduler_mu, shifted_grid,
+from .grid import (DYNAMIC_SHIFT_KEYS, MAX_STEPS, describe_grid, grid_index, image_seq_len, scheduler_mu, shifted_grid,
                    size_shift, snap_steps, time_shift, time_unshift)
 
 FORMAT = "oss_fast.schedule/1"
@@ -133,9 +133,8 @@ class Schedule:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
         self.metadata = dict(metadata or {})
         self.solver = solver
-        if shift is not None and (isinstance(shift, bool) or not isinstance(shift, (int, float))
-                                  or not math.isfinite(shift) or shift <= 0):
-            raise ValueError(f"shift must be a number > 0, got {shift!r}")
+        if shift is not None:
+            _check_shift(shift)
         self.shift = None if shift is None else float(shift)
         self.size = None if size is None else _size(size)
         if dynamic_shift is not None:
@@ -209,8 +208,7 @@ class Schedule:
     def interpolate(self, steps: int) -> "Schedule":
         """The schedule at another step count, by log-linear interpolation of the nonzero sigmas over
         a uniform step axis (the convention of published step presets); the final 0 is kept."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        check_steps(steps)
         meta = dict(self.metadata, interpolated_from=len(self))
         if steps == len(self):
             return self.replace(metadata=meta)
@@ -238,14 +236,14 @@ class Schedule:
         grid (a preset) keeps its flow times as they are. For a pipeline with that static shift, the
         diffusers export then un-shifts by it, so the pipeline lands on these flow times."""
         self._refuse_transfer("for_shift")
-        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not shift > 0:
-            raise ValueError(f"shift must be a number > 0, got {shift!r}")
+        _check_shift(shift)
         meta = dict(self.metadata, transferred=dict(kind="shift", from_shift=self.shift, to_shift=float(shift)))
         N = teacher_steps if teacher_steps is not None else (len(self.grid) - 1 if self.grid else None)
         if N is None:  # sigmas only (a preset): the flow times stay, there is no grid to snap onto
             return self.replace(shift=float(shift), metadata=meta)
-        if isinstance(N, bool) or not isinstance(N, int) or N < len(self):
-            raise ValueError(f"teacher_steps must be an int >= the schedule's {len(self)} steps, got {N!r}")
+        if isinstance(N, bool) or not isinstance(N, int) or not len(self) <= N <= 100 * MAX_STEPS:
+            raise ValueError(f"teacher_steps must be an int in [{len(self)}, {100 * MAX_STEPS}] (the schedule's steps "
+                             f"at least), got {N!r}")
         return self.snap(shifted_grid(N, float(shift)).tolist()).replace(shift=float(shift), metadata=meta)
 
     def reshift(self, shift: float) -> "Schedule":
@@ -256,8 +254,7 @@ class Schedule:
         self._refuse_transfer("reshift")
         if self.shift is None:
             raise ValueError("the schedule records no shift to undo (searched on a custom grid?)")
-        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not shift > 0:
-            raise ValueError(f"shift must be a number > 0, got {shift!r}")
+        _check_shift(shift)
         sigmas = time_shift(time_unshift(np.array(self.sigmas), self.shift), float(shift)).tolist()
         sigmas[-1] = 0.0
         return self.replace(sigmas=sigmas, indices=None, grid=None, timesteps=None, shift=float(shift),
@@ -278,7 +275,10 @@ class Schedule:
                       if self.parameterization == "flow" else
                       "it is a DDPM-family schedule (DiT): its sigmas do not depend on image size")
             raise ValueError(f"for_resolution applies to FLUX-style dynamic-shift schedules; {reason}")
-        a, b = size_shift(self.dynamic_shift, self.size), size_shift(self.dynamic_shift, size)
+        try:
+            a, b = size_shift(self.dynamic_shift, self.size), size_shift(self.dynamic_shift, size)
+        except OverflowError:
+            raise ValueError(f"{size[0]}x{size[1]} is beyond the pipeline's shift rule (its shift overflows)") from None
         move = (lambda s: time_shift(time_unshift(np.array(s), a), b).tolist())
         sigmas = move(self.sigmas)
         timesteps = None if self.timesteps is None else [t * new / old for t, new, old in
@@ -560,6 +560,18 @@ class Schedule:
         ending at 0 (float32). Sample with the schedule's solver: ComfyUI/k-diffusion 'euler' for euler,
         'lms' (order 2) for ab2."""
         return torch.tensor(self.sigmas, dtype=torch.float32)
+
+
+def check_steps(steps) -> int:
+    """A step count: an int in [1, MAX_STEPS]; ValueError otherwise."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be a whole number in [1, {MAX_STEPS}], got {steps!r}")
+    return int(steps)
+
+
+def _check_shift(shift) -> None:
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift < math.inf:
+        raise ValueError(f"shift must be a number > 0, got {shift!r}")
 
 
 def _indices_on(grid, sigmas) -> list[int] | None:

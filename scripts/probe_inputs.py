@@ -114,6 +114,32 @@ GOOD_SCHEDULE = {"format": "oss_fast.schedule/1", "indices": [1, 3], "sigmas": [
                  "grid": [0.0, 0.25, 0.5, 0.75, 1.0], "parameterization": "flow", "metadata": {}}
 
 
+FLUX_RULE = dict(base_image_seq_len=256, max_image_seq_len=4096, base_shift=0.5, max_shift=1.15,
+                 time_shift_type="exponential", vae_scale_factor=8)
+
+
+def good():
+    return Schedule.load(schedule_file(json.dumps(GOOD_SCHEDULE)))
+
+
+def flux_schedule():
+    return Schedule([0.9, 0.6, 0.3, 0.0], size=[64, 64], dynamic_shift=dict(FLUX_RULE))
+
+
+def pytest_approx(values):
+    import pytest
+
+    return pytest.approx(values, rel=1e-12, abs=1e-15)
+
+
+def node(**inputs):
+    from oss_fast.integrations.comfyui import OSSSchedule
+
+    values = dict(schedule="flux", steps=10, denoise=1.0, shift=0.0, file="")
+    values.update(inputs)
+    return OSSSchedule().get_sigmas(**values)[0]
+
+
 def bad_schedule(**change):
     return lambda: Schedule.load(schedule_file(json.dumps(dict(GOOD_SCHEDULE, **change))))
 
@@ -252,6 +278,47 @@ CASES = [
     ("schedule", "deeply nested", lambda: Schedule.load(schedule_file("[" * 50000 + "]" * 50000)), ERROR),
     ("schedule", "a folder", lambda: Schedule.load(TMP), ERROR),
     ("schedule", "good one", lambda: Schedule.load(schedule_file(json.dumps(GOOD_SCHEDULE))).indices == [1, 3], True),
+    ("schedule", "shift a string", bad_schedule(shift="3"), ERROR),
+    ("schedule", "shift negative", bad_schedule(shift=-1.0), ERROR),
+    ("schedule", "size of zero", bad_schedule(size=[0, 512]), ERROR),
+    ("schedule", "size as text", bad_schedule(size="512x512"), ERROR),
+    ("schedule", "size of floats", bad_schedule(size=[512.5, 512]), ERROR),
+    ("schedule", "dynamic_shift without size", bad_schedule(dynamic_shift=dict(FLUX_RULE)), ERROR),
+    ("schedule", "dynamic_shift missing a key", bad_schedule(size=[64, 64], dynamic_shift={"base_shift": 0.5}), ERROR),
+    ("schedule", "dynamic_shift of text", bad_schedule(size=[64, 64], dynamic_shift=dict(FLUX_RULE, max_shift="1")),
+     ERROR),
+    ("schedule", "dynamic_shift type cubic", bad_schedule(size=[64, 64], dynamic_shift=dict(
+        FLUX_RULE, time_shift_type="cubic")), ERROR),
+    # ---------------------------------------------------------------- transfer
+    ("transfer", "for_shift of text", lambda: good().for_shift("3"), ERROR),
+    ("transfer", "for_shift 0", lambda: good().for_shift(0), ERROR),
+    ("transfer", "for_shift nan", lambda: good().for_shift(math.nan), ERROR),
+    ("transfer", "for_shift inf", lambda: good().for_shift(math.inf), ERROR),
+    ("transfer", "for_shift onto a grid too small", lambda: good().for_shift(3.0, teacher_steps=1), ERROR),
+    ("transfer", "for_shift teacher_steps huge", lambda: good().for_shift(3.0, teacher_steps=10**12), ERROR),
+    ("transfer", "reshift inf", lambda: good().reshift(math.inf), ERROR),
+    ("transfer", "for_resolution of a flow schedule", lambda: good().for_resolution(512, 512), ERROR),
+    ("transfer", "for_resolution negative", lambda: flux_schedule().for_resolution(-64, 64), ERROR),
+    ("transfer", "for_resolution of text", lambda: flux_schedule().for_resolution("512", 512), ERROR),
+    ("transfer", "for_resolution huge", lambda: flux_schedule().for_resolution(10**12, 10**12), ERROR),
+    ("transfer", "for_resolution to its own size", lambda: flux_schedule().for_resolution(64, 64).sigmas ==
+     pytest_approx(flux_schedule().sigmas), True),
+    ("transfer", "interpolate to a billion steps", lambda: good().interpolate(10**9), ERROR),
+    ("transfer", "preset at a billion steps", lambda: oss_fast.presets.get("flux", 10**9), ERROR),
+    ("transfer", "preset None", lambda: oss_fast.presets.get(None), ERROR),
+    # ---------------------------------------------------------------- ComfyUI node
+    ("comfyui", "steps True", lambda: node(steps=True), ERROR),
+    ("comfyui", "steps 2.5", lambda: node(steps=2.5), ERROR),
+    ("comfyui", "denoise 1.5", lambda: node(denoise=1.5), ERROR),
+    ("comfyui", "denoise nan", lambda: node(denoise=math.nan), ERROR),
+    ("comfyui", "shift -1", lambda: node(schedule="wan", shift=-1.0), ERROR),
+    ("comfyui", "shift nan", lambda: node(schedule="wan", shift=math.nan), ERROR),
+    ("comfyui", "schedule None", lambda: node(schedule=None), ERROR),
+    ("comfyui", "file is a folder", lambda: node(schedule="file", file=str(TMP)), ERROR),
+    ("comfyui", "file of another format", lambda: node(schedule="file", file=str(schedule_file("[1]"))), ERROR),
+    ("comfyui", "steps a billion", lambda: node(steps=10**9), ERROR),
+    ("comfyui", "good preset", lambda: torch.equal(node(schedule="wan", steps=20),
+                                                  oss_fast.presets.get("wan").to_sigmas()), True),
     # ---------------------------------------------------------------- CLI
     ("cli", "samples 0", lambda: cli("search", "--samples", "0"), ERROR),
     ("cli", "eval-samples -1", lambda: cli("search", "--eval-samples", "-1"), ERROR),
@@ -276,6 +343,14 @@ CASES = [
     ("cli", "quality: unknown model", lambda: cli("quality", "--models", "x"), ERROR),
     ("cli", "mode auto (gone)", lambda: cli("search", "--model", "gaussian_mixture", "--mode", "auto"), ERROR),
     ("cli", "--full with --band", lambda: cli("search", "--model", "gaussian_mixture", "--full", "--band", "3"),
+     ERROR),
+    ("cli", "export: unknown preset", lambda: cli("export", "sdxl"), ERROR),
+    ("cli", "export: steps a billion", lambda: cli("export", "flux", "--steps", "1000000000"), ERROR),
+    ("cli", "export: size 0x0", lambda: cli("export", "flux", "--size", "0x0"), ERROR),
+    ("cli", "export: shift nan", lambda: cli("export", "flux", "--shift", "nan"), ERROR),
+    ("cli", "export: DiT schedule as SIGMAS", lambda: cli("export", str(schedule_file(json.dumps(dict(
+        GOOD_SCHEDULE, parameterization="ddpm")))), "--format", "comfyui"), ERROR),
+    ("cli", "export: out in a missing folder", lambda: cli("export", "flux", "--out", str(TMP / "no" / "x.json")),
      ERROR),
     ("cli", "the default search", lambda: "refined coarse to fine" in cli(
         "search", "--model", "gaussian_mixture", "--teacher-steps", "40", "--student-steps", "3", "--samples", "2",

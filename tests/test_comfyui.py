@@ -84,7 +84,7 @@ def test_sigmas_of_a_schedule_file_drive_k_diffusion_to_oss_fast_sample(tmp_path
 def test_bad_inputs_get_one_clear_line(tmp_path):
     with pytest.raises(ValueError, match=r"^unknown preset 'sdxl' \(known: chroma, flux, wan\)$"):
         comfy_call(schedule="sdxl")
-    with pytest.raises(ValueError, match="steps must be a whole number >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"steps must be a whole number in \[1, 10000\], got 0"):
         comfy_call(steps=0)
     with pytest.raises(ValueError, match="needs the path"):
         comfy_call(schedule="file")

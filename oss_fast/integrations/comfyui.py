@@ -20,8 +20,11 @@ SamplerCustomAdvanced. Sample them with the sampler of the schedule's solver (do
 
 from __future__ import annotations
 
+import math
+
 from .. import presets
-from ..schedule import Schedule
+from ..grid import MAX_STEPS
+from ..schedule import Schedule, check_steps
 
 FILE = "file"
 
@@ -42,7 +45,7 @@ class OSSSchedule:
             "required": {
                 "schedule": (presets.names() + [FILE], {
                     "default": "flux", "tooltip": "a published preset, or 'file' for an oss_fast schedule JSON"}),
-                "steps": ("INT", {"default": 10, "min": 1, "max": 10000}),
+                "steps": ("INT", {"default": 10, "min": 1, "max": MAX_STEPS}),
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
                 "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.01, "tooltip":
                                     "0: the searched flow times (recommended); > 0: re-shift the steps to this shift"}),
@@ -53,11 +56,10 @@ class OSSSchedule:
         }
 
     def get_sigmas(self, schedule: str, steps: int, denoise: float = 1.0, shift: float = 0.0, file: str = ""):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+        check_steps(steps)
         if not 0.0 <= denoise <= 1.0:
             raise ValueError(f"denoise must be in [0, 1], got {denoise}")
-        if shift < 0:
+        if not 0.0 <= shift < math.inf:
             raise ValueError(f"shift must be 0 (as searched) or > 0, got {shift}")
         if schedule == FILE:
             chosen = load(schedule, file)
