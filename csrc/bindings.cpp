@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "cost.h"
 #include "dlpack_abi.h"
@@ -270,27 +271,49 @@ void def_combo_costs(py::module_& m) {
         "coef [R, J, 2 + H], rounded to float32, against targets [J, B, D].");
 }
 
+// Whether two arrays of bytes overlap.
+bool overlap(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
+  const auto* p = static_cast<const char*>(a);
+  const auto* q = static_cast<const char*>(b);
+  return a_bytes > 0 && b_bytes > 0 && p < q + b_bytes && q < p + a_bytes;
+}
+
 void def_step_rows(py::module_& m) {
-  auto body = [](Buffer x, Buffer v, Buffer hist, Buffer M, int64_t W, int64_t D, int64_t H, Buffer out_x,
-                 Buffer out_h) {
+  auto body = [](Buffer x, Buffer v, Buffer hist, Buffer src, Buffer M, Buffer dst, int64_t W, int64_t R,
+                 int64_t S, int64_t D, int64_t H, Buffer out_x, Buffer out_h) {
     check_size("W", W, 0);
+    check_size("R", R, 0);
+    check_size("S", S, 0);
     check_size("D", D, 1);
     check_size("H", H, 0, 3);
     const Device dev = Device::kCpu;
-    auto xp = address<const float>("x", x, elements("x", {W, D}), dev);
-    auto vp = address<const float>("v", v, elements("v", {W, D}), dev);
-    auto hp = address<const double>("hist", hist, elements("hist", {W, H, D}), dev);
+    auto xp = address<const float>("x", x, elements("x", {R, D}), dev);
+    auto vp = address<const float>("v", v, elements("v", {R, D}), dev);
+    auto hp = address<const double>("hist", hist, elements("hist", {R, H, D}), dev);
+    auto sp = address<const int64_t>("src", src, W, dev);
     auto mp = address<const double>("M", M, elements("M", {W, 1 + H, 2 + H}), dev);
-    auto oxp = address<float>("out_x", out_x, elements("out_x", {W, D}), dev);
-    auto ohp = address<double>("out_h", out_h, elements("out_h", {W, H, D}), dev);
-    if (H > 0 && W > 0 && ohp < hp + W * H * D && hp < ohp + W * H * D) fail("out_h must not overlap hist");
+    auto dp = address<const int64_t>("dst", dst, W, dev);
+    auto oxp = address<float>("out_x", out_x, elements("out_x", {S, D}), dev);
+    auto ohp = address<double>("out_h", out_h, elements("out_h", {S, H, D}), dev);
+    std::vector<char> written(static_cast<size_t>(S), 0);
+    for (int64_t w = 0; w < W; ++w) {
+      if (sp[w] < 0 || sp[w] >= R) fail("src values must lie in [0, R)");
+      if (dp[w] < 0 || dp[w] >= S) fail("dst values must lie in [0, S)");
+      if (written[dp[w]]++) fail("dst must not repeat a row");
+    }
+    const int64_t in_x = R * D * 4, in_h = R * H * D * 8, o_x = S * D * 4, o_h = S * H * D * 8;
+    if (overlap(oxp, o_x, xp, in_x) || overlap(oxp, o_x, vp, in_x) || overlap(ohp, o_h, hp, in_h) ||
+        overlap(oxp, o_x, hp, in_h) || overlap(ohp, o_h, xp, in_x) || overlap(ohp, o_h, vp, in_x))
+      fail("out_x and out_h must not overlap x, v or hist");
     py::gil_scoped_release release;
-    oss_fast::cpu::step_rows_f32(xp, vp, hp, mp, W, D, H, oxp, ohp);
+    oss_fast::cpu::step_rows_f32(xp, vp, hp, sp, mp, dp, W, D, H, oxp, ohp);
   };
-  m.def("step_rows_f32", body, py::arg("x"), py::arg("v"), py::arg("hist"), py::arg("M"), py::arg("W"), py::arg("D"),
-        py::arg("H"), py::arg("out_x"), py::arg("out_h"),
-        "One multistep step of float32 rows x, v [W, D] with history hist [W, H, D] and step matrices "
-        "M [W, 1 + H, 2 + H]: the new states (float32) into out_x, the new history (float64) into out_h.");
+  m.def("step_rows_f32", body, py::arg("x"), py::arg("v"), py::arg("hist"), py::arg("src"), py::arg("M"),
+        py::arg("dst"), py::arg("W"), py::arg("R"), py::arg("S"), py::arg("D"), py::arg("H"), py::arg("out_x"),
+        py::arg("out_h"),
+        "One multistep step of rows src [W] of float32 x, v [R, D] with history hist [R, H, D] and step matrices "
+        "M [W, 1 + H, 2 + H]: the new states (float32) into rows dst of out_x [S, D], the new history (float64) "
+        "into rows dst of out_h [S, H, D].");
 }
 
 }  // namespace

@@ -25,14 +25,16 @@ void combo_costs_f32(const float* x, const float* v, const double* hist, const d
                      const float* targets, const int64_t* row_sample, const int64_t* row_grid, int64_t R,
                      int64_t D, int64_t J, int64_t B, int64_t H, int norm, const double* bound, double* out);
 
-// One step of W rows of a multistep solver: with u = [x[w], v[w], hist[w, 0], ..., hist[w, H-1]] and
-// the step matrix M [W, 1 + H, 2 + H],
-//   out_x[w]    = round_to_f32(((M[w,0,0] u_0 + M[w,0,1] u_1) + M[w,0,2] u_2) + ...)
-//   out_h[w, k] = ((M[w,1+k,0] u_0 + M[w,1+k,1] u_1) + ...)                       (float64)
+// One step of W rows of a multistep solver: row w steps row src[w] of x, v [R, D] and hist [R, H, D]
+// with the step matrix M [W, 1 + H, 2 + H] and writes row dst[w] of out_x [S, D] and out_h [S, H, D]:
+// with u = [x[src[w]], v[src[w]], hist[src[w], 0], ..., hist[src[w], H-1]],
+//   out_x[dst[w]]    = round_to_f32(((M[w,0,0] u_0 + M[w,0,1] u_1) + M[w,0,2] u_2) + ...)
+//   out_h[dst[w], k] = ((M[w,1+k,0] u_0 + M[w,1+k,1] u_1) + ...)                       (float64)
 // with the products and sums of combo_costs_f32's combination, so the state a search keeps is the
-// one its cost was taken of. out_h [W, H, D] must not overlap hist.
-void step_rows_f32(const float* x, const float* v, const double* hist, const double* M, int64_t W, int64_t D,
-                   int64_t H, float* out_x, double* out_h);
+// one its cost was taken of. The caller checks the indices, that dst has no repeats and that the
+// outputs do not overlap the inputs.
+void step_rows_f32(const float* x, const float* v, const double* hist, const int64_t* src, const double* M,
+                   const int64_t* dst, int64_t W, int64_t D, int64_t H, float* out_x, double* out_h);
 
 }  // namespace cpu
 }  // namespace oss_fast

@@ -258,20 +258,20 @@ void step_block(const float* x, const float* v, const double* const* h, const do
 }
 
 template <int H>
-void step_rows(const float* x, const float* v, const double* hist, const double* M, int64_t W, int64_t D,
-               float* out_x, double* out_h) {
+void step_rows(const float* x, const float* v, const double* hist, const int64_t* src, const double* M,
+               const int64_t* dst, int64_t W, int64_t D, float* out_x, double* out_h) {
   const int64_t blocks = (D + kBlock - 1) / kBlock;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t w = 0; w < W; ++w) {
     for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t d = blk * kBlock, n = std::min(kBlock, D - d);
+      const int64_t r = src[w], o = dst[w], d = blk * kBlock, n = std::min(kBlock, D - d);
       const double* h[H > 0 ? H : 1];
       double* oh[H > 0 ? H : 1];
       for (int k = 0; k < H; ++k) {
-        h[k] = hist + (w * H + k) * D + d;
-        oh[k] = out_h + (w * H + k) * D + d;
+        h[k] = hist + (r * H + k) * D + d;
+        oh[k] = out_h + (o * H + k) * D + d;
       }
-      step_block<H>(x + w * D + d, v + w * D + d, h, M + w * (1 + H) * (2 + H), n, out_x + w * D + d, oh);
+      step_block<H>(x + r * D + d, v + r * D + d, h, M + w * (1 + H) * (2 + H), n, out_x + o * D + d, oh);
     }
   }
 }
@@ -299,13 +299,13 @@ void combo_costs_f32(const float* x, const float* v, const double* hist, const d
     combo_costs_for_h<1>(x, v, hist, coef, targets, row_sample, row_grid, R, D, J, B, H, bound, out);
 }
 
-void step_rows_f32(const float* x, const float* v, const double* hist, const double* M, int64_t W, int64_t D,
-                   int64_t H, float* out_x, double* out_h) {
+void step_rows_f32(const float* x, const float* v, const double* hist, const int64_t* src, const double* M,
+                   const int64_t* dst, int64_t W, int64_t D, int64_t H, float* out_x, double* out_h) {
   switch (H) {
-    case 0: return step_rows<0>(x, v, hist, M, W, D, out_x, out_h);
-    case 1: return step_rows<1>(x, v, hist, M, W, D, out_x, out_h);
-    case 2: return step_rows<2>(x, v, hist, M, W, D, out_x, out_h);
-    default: return step_rows<3>(x, v, hist, M, W, D, out_x, out_h);
+    case 0: return step_rows<0>(x, v, hist, src, M, dst, W, D, out_x, out_h);
+    case 1: return step_rows<1>(x, v, hist, src, M, dst, W, D, out_x, out_h);
+    case 2: return step_rows<2>(x, v, hist, src, M, dst, W, D, out_x, out_h);
+    default: return step_rows<3>(x, v, hist, src, M, dst, W, D, out_x, out_h);
   }
 }
 

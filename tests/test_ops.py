@@ -236,6 +236,22 @@ def test_step_rows_csrc_equals_torch_bit_for_bit(W, D, H):
                                    torch.ones(W, dtype=torch.int64), backend="csrc"), torch.zeros(W, 1, dtype=torch.float64))
 
 
+def test_step_rows_into_rows_of_other_tensors_equals_torch_and_touches_nothing_else():
+    g = torch.Generator().manual_seed(3)
+    R, W, S, D, H = 9, 4, 12, 1030, 2
+    x, v = (torch.randn(R, D, generator=g) for _ in range(2))
+    hist = torch.randn(R, H, D, generator=g, dtype=torch.float64)
+    M = torch.randn(W, 1 + H, 2 + H, generator=g, dtype=torch.float64)
+    src, dst = torch.tensor([7, 0, 7, 3]), torch.tensor([11, 2, 5, 0])
+    out_x, out_h = torch.full((S, D), 9.0), torch.full((S, H, D), 9.0, dtype=torch.float64)
+    step_rows(M, x, v, hist, src=src, dst=dst, out_x=out_x, out_h=out_h)
+    want_x, want_h = step_rows_torch(M, x[src], v[src], hist[src])
+    assert torch.equal(out_x[dst], want_x) and torch.equal(out_h[dst], want_h)
+    untouched = torch.ones(S, dtype=torch.bool)
+    untouched[dst] = False
+    assert bool((out_x[untouched] == 9).all()) and bool((out_h[untouched] == 9).all())
+
+
 def test_step_rows_bad_inputs():
     x = torch.randn(3, 8)
     hist = torch.randn(3, 2, 8, dtype=torch.float64)
@@ -244,6 +260,17 @@ def test_step_rows_bad_inputs():
         step_rows(M[:, :2], x, x, hist)
     with pytest.raises(ValueError, match="must be float64"):
         step_rows(M, x, x, hist.float())
+    out_x, out_h = torch.zeros(5, 8), torch.zeros(5, 2, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="come together"):
+        step_rows(M, x, x, hist, out_x=out_x)
+    with pytest.raises(ValueError, match="dst must not repeat"):
+        step_rows(M, x, x, hist, dst=torch.tensor([1, 1, 2]), out_x=out_x, out_h=out_h)
+    with pytest.raises(ValueError, match="dst values"):
+        step_rows(M, x, x, hist, dst=torch.tensor([1, 9, 2]), out_x=out_x, out_h=out_h)
+    with pytest.raises(ValueError, match="src values"):
+        step_rows(M, x, x, hist, src=torch.tensor([0, 1, 3]), dst=torch.tensor([0, 1, 2]), out_x=out_x, out_h=out_h)
+    with pytest.raises(ValueError, match="must not overlap"):  # stepping rows onto themselves
+        step_rows(M, x, x, hist, src=torch.tensor([0, 1, 2]), dst=torch.tensor([0, 1, 2]), out_x=x, out_h=hist)
 
 
 def test_combo_bad_inputs():

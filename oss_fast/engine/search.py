@@ -21,9 +21,9 @@ import torch
 
 from .. import dp
 from ..progress import progress
-from ..ops import combo_costs, euler_costs, euler_rows
+from ..ops import combo_costs, euler_costs, euler_rows, step_rows
 from ..ops.euler_cost import pick_backend
-from ..solvers import get_solver, step
+from ..solvers import get_solver
 from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm
 from .inputs import SampleInputs
@@ -308,8 +308,11 @@ class Engine:
             return
         solver = get_solver(opts.solver)
         times, depth = history.times[r], history.depth[r]
-        state[win_b, win_j], saved["hist"][win_b, win_j] = step(solver, x[r], v[r], history.vectors[r], self.s[win_i],
-                                                                self.s[win_j], times[:, 0], times[:, 1], depth)
+        M = solver.matrix(self.s[win_i], self.s[win_j], times[:, 0], times[:, 1], depth).to(self.device)
+        # x, v and history.vectors are this level's copies of the rows: the winners' rows step straight
+        # into the states they win
+        step_rows(M, x, v, history.vectors, src=r, dst=win_b * self.J + win_j, out_x=state.view(-1, self.D),
+                  out_h=saved["hist"].view(-1, solver.history, self.D))
         s_prev, s_prev2, depth = solver.carried_times(self.s[win_i], times[:, 0], depth)
         saved["hist_times"][win_b, win_j] = torch.stack([s_prev, s_prev2], 1)
         saved["depth"][win_b, win_j] = depth
