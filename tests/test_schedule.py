@@ -433,3 +433,21 @@ def test_reshift_moves_through_unshifted_time_and_transfers_refuse_other_familie
         Schedule.from_indices([3, 9, 20, 40], dit).for_shift(3.0)
     with pytest.raises(ValueError, match="for_resolution"):
         Schedule.from_indices([3, 8, 14, 20], tiny_flux_pipeline()[1]).for_shift(3.0)
+
+
+def test_sd3_with_dynamic_shifting_follows_the_same_size_rule():
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=1, attention_head_dim=8,
+                                        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
+                                        pooled_projection_dim=16, out_channels=4, pos_embed_max_size=32)
+    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_CONFIG),
+                                    vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                    text_encoder_3=None, tokenizer_3=None)
+    pipe.set_progress_bar_config(disable=True)
+    rule = oss_fast.grid.dynamic_shift_rule(pipe.scheduler.config, pipe.vae_scale_factor)
+    moved = Schedule([0.95, 0.7, 0.4, 0.15, 0.0], size=[64, 64], dynamic_shift=rule).for_resolution(128, 128)
+    g = torch.Generator().manual_seed(1)
+    pipe(prompt_embeds=torch.randn(1, 7, 32, generator=g), pooled_prompt_embeds=torch.randn(1, 16, generator=g),
+         guidance_scale=1.0, output_type="latent", **moved.to_diffusers(pipe))
+    np.testing.assert_allclose(pipe.scheduler.sigmas.numpy(), moved.sigmas, rtol=2e-6, atol=1e-7)
+    assert moved.sigmas[1] > 0.7  # a bigger image: shifted toward noise
