@@ -211,28 +211,43 @@ void def_all(py::module_& m, Device dev) {
   def_median(m, dev);
 }
 
-void def_euler_costs(py::module_& m) {
-  auto body = [](Buffer x, Buffer v, Buffer targets, Buffer row_sample, Buffer row_grid, Buffer s, int64_t R,
-                 int64_t D, int64_t J, int64_t S, int64_t B, int norm, Buffer bound, Buffer out) {
+// The buffers every row-cost op shares, checked: rows x, v [R, D] (float32), targets [J, B, D], the
+// rows' samples and grid indices [R] (grid indices in [1, S)), out [R, J] and an optional bound [B, J].
+struct RowCostBuffers {
+  const float *x, *v, *targets;
+  const int64_t *sample, *grid;
+  double* out;
+  const double* bound;
+
+  RowCostBuffers(const Buffer& x_, const Buffer& v_, const Buffer& targets_, const Buffer& row_sample,
+                 const Buffer& row_grid, const Buffer& out_, const Buffer& bound_, int64_t R, int64_t D, int64_t J,
+                 int64_t B, int64_t S, int norm) {
     check_size("R", R, 0);
     check_size("D", D, 1);
     check_size("J", J, 1);
-    check_size("S", S, 2);
-    if (J > S) fail("J (targets) must be <= S (grid length)");
     check_size("B", B, 1);
     if (norm != 1 && norm != 2) fail("norm must be 1 or 2, got " + std::to_string(norm));
     const Device dev = Device::kCpu;
-    auto xp = address<const float>("x", x, elements("x", {R, D}), dev);
-    auto vp = address<const float>("v", v, elements("v", {R, D}), dev);
-    auto tp = address<const float>("targets", targets, elements("targets", {J, B, D}), dev);
-    auto sample = address<const int64_t>("row_sample", row_sample, R, dev);
-    auto grid = address<const int64_t>("row_grid", row_grid, R, dev);
-    auto sp = address<const double>("s", s, S, dev);
-    auto op = address<double>("out", out, elements("out", {R, J}), dev);
-    const double* bp = bound.is_none() ? nullptr : address<const double>("bound", bound, elements("bound", {B, J}), dev);
+    x = address<const float>("x", x_, elements("x", {R, D}), dev);
+    v = address<const float>("v", v_, elements("v", {R, D}), dev);
+    targets = address<const float>("targets", targets_, elements("targets", {J, B, D}), dev);
+    sample = address<const int64_t>("row_sample", row_sample, R, dev);
+    grid = address<const int64_t>("row_grid", row_grid, R, dev);
+    out = address<double>("out", out_, elements("out", {R, J}), dev);
+    bound = bound_.is_none() ? nullptr : address<const double>("bound", bound_, elements("bound", {B, J}), dev);
     check_rows(sample, grid, R, B, S);
+  }
+};
+
+void def_euler_costs(py::module_& m) {
+  auto body = [](Buffer x, Buffer v, Buffer targets, Buffer row_sample, Buffer row_grid, Buffer s, int64_t R,
+                 int64_t D, int64_t J, int64_t S, int64_t B, int norm, Buffer bound, Buffer out) {
+    check_size("S", S, 2);
+    if (J > S) fail("J (targets) must be <= S (grid length)");
+    const RowCostBuffers b(x, v, targets, row_sample, row_grid, out, bound, R, D, J, B, S, norm);
+    auto sp = address<const double>("s", s, S, Device::kCpu);
     py::gil_scoped_release release;
-    oss_fast::cpu::euler_costs_f32(xp, vp, tp, sample, grid, sp, R, D, J, B, norm, bp, op);
+    oss_fast::cpu::euler_costs_f32(b.x, b.v, b.targets, b.sample, b.grid, sp, R, D, J, B, norm, b.bound, b.out);
   };
   m.def("euler_costs_f32", body, py::arg("x"), py::arg("v"), py::arg("targets"), py::arg("row_sample"),
         py::arg("row_grid"), py::arg("s"), py::arg("R"), py::arg("D"), py::arg("J"), py::arg("S"), py::arg("B"),
@@ -244,25 +259,13 @@ void def_euler_costs(py::module_& m) {
 void def_combo_costs(py::module_& m) {
   auto body = [](Buffer x, Buffer v, Buffer hist, Buffer coef, Buffer targets, Buffer row_sample, Buffer row_grid,
                  int64_t R, int64_t D, int64_t J, int64_t B, int64_t H, int norm, Buffer bound, Buffer out) {
-    check_size("R", R, 0);
-    check_size("D", D, 1);
-    check_size("J", J, 1);
-    check_size("B", B, 1);
+    const RowCostBuffers b(x, v, targets, row_sample, row_grid, out, bound, R, D, J, B, INT64_MAX, norm);
     check_size("H", H, 0, 3);
-    if (norm != 1 && norm != 2) fail("norm must be 1 or 2, got " + std::to_string(norm));
-    const Device dev = Device::kCpu;
-    auto xp = address<const float>("x", x, elements("x", {R, D}), dev);
-    auto vp = address<const float>("v", v, elements("v", {R, D}), dev);
-    auto hp = address<const double>("hist", hist, elements("hist", {R, H, D}), dev);
-    auto cp = address<const double>("coef", coef, elements("coef", {R, J, 2 + H}), dev);
-    auto tp = address<const float>("targets", targets, elements("targets", {J, B, D}), dev);
-    auto sample = address<const int64_t>("row_sample", row_sample, R, dev);
-    auto grid = address<const int64_t>("row_grid", row_grid, R, dev);
-    auto op = address<double>("out", out, elements("out", {R, J}), dev);
-    const double* bp = bound.is_none() ? nullptr : address<const double>("bound", bound, elements("bound", {B, J}), dev);
-    check_rows(sample, grid, R, B, INT64_MAX);
+    auto hp = address<const double>("hist", hist, elements("hist", {R, H, D}), Device::kCpu);
+    auto cp = address<const double>("coef", coef, elements("coef", {R, J, 2 + H}), Device::kCpu);
     py::gil_scoped_release release;
-    oss_fast::cpu::combo_costs_f32(xp, vp, hp, cp, tp, sample, grid, R, D, J, B, H, norm, bp, op);
+    oss_fast::cpu::combo_costs_f32(b.x, b.v, hp, cp, b.targets, b.sample, b.grid, R, D, J, B, H, norm, b.bound,
+                                   b.out);
   };
   m.def("combo_costs_f32", body, py::arg("x"), py::arg("v"), py::arg("hist"), py::arg("coef"), py::arg("targets"),
         py::arg("row_sample"), py::arg("row_grid"), py::arg("R"), py::arg("D"), py::arg("J"), py::arg("B"),
