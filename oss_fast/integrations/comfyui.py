@@ -62,7 +62,9 @@ class OSSSchedule:
         if not 0.0 <= shift < math.inf:
             raise ValueError(f"shift must be 0 (as searched) or > 0, got {shift}")
         if schedule == FILE:
-            chosen = load(schedule, file)
+            if not file:
+                raise ValueError("schedule 'file' needs the path of a schedule JSON in the file input")
+            chosen = Schedule.load(file)
             chosen = chosen.interpolate(steps) if chosen.parameterization == "flow" else chosen
         else:
             chosen = presets.get(schedule, steps)
@@ -79,15 +81,6 @@ class OSSSchedule:
         return (sigmas,)
 
 
-def load(name: str, file: str = "") -> Schedule:
-    """The preset of that name, or with name 'file' the schedule in `file`; one-line ValueErrors."""
-    if name != FILE:
-        return presets.get(name)
-    if not file:
-        raise ValueError("schedule 'file' needs the path of a schedule JSON in the file input")
-    return Schedule.load(file)
-
-
 def _name(schedule: str, file: str) -> str:
     return file if schedule == FILE else f"preset {schedule!r}"
 
@@ -95,4 +88,4 @@ def _name(schedule: str, file: str) -> str:
 NODE_CLASS_MAPPINGS = {"OSSSchedule": OSSSchedule}
 NODE_DISPLAY_NAME_MAPPINGS = {"OSSSchedule": "OSS schedule"}
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "OSSSchedule", "load"]
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "OSSSchedule"]
