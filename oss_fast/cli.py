@@ -265,14 +265,11 @@ def schedule_or_preset(name: str, steps: int | None) -> Schedule:
 
 
 def cmd_export(args) -> int:
-    schedule = schedule_or_preset(args.schedule, None)
-    if args.size:  # resolution first: it moves the flow times of FLUX-style schedules
+    schedule = schedule_or_preset(args.schedule, args.steps)  # the step count first: a shift then snaps it
+    if args.size:
         schedule = schedule.for_resolution(*args.size)
     if args.shift is not None:
         schedule = schedule.for_shift(args.shift)
-    if args.steps is not None:
-        schedule = (presets.get(args.schedule, args.steps) if not os.path.isfile(args.schedule) and
-                    not (args.size or args.shift) else schedule.interpolate(args.steps))
     if args.format == "json":
         text = json.dumps(schedule.to_dict(), indent=1)
     elif args.format == "comfyui":
