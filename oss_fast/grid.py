@@ -78,9 +78,14 @@ def dynamic_shift_rule(scheduler_config, vae_scale_factor: int = 8) -> dict:
                 vae_scale_factor=vae_scale_factor)
 
 
+def size_mu(rule: dict, size) -> float:
+    """The mu a dynamic-shift pipeline (its rule: dynamic_shift_rule) computes at an image size."""
+    return scheduler_mu(rule, image_seq_len(size[0], size[1], rule["vae_scale_factor"]))
+
+
 def size_shift(rule: dict, size) -> float:
     """The time shift a dynamic-shift pipeline applies at an image size (exp(mu), or mu if linear)."""
-    mu = scheduler_mu(rule, image_seq_len(size[0], size[1], rule["vae_scale_factor"]))
+    mu = size_mu(rule, size)
     return math.exp(mu) if rule["time_shift_type"] == "exponential" else mu
 
 
@@ -110,9 +115,10 @@ def snap_steps(grid, sigmas) -> list[int]:
     total = dist[0].copy()
     choice = np.zeros((K, N), dtype=np.int64)
     for k in range(1, K):  # total[i]: best cost of sigmas 0..k with sigma k at index i + 1
-        best_before = np.minimum.accumulate(np.concatenate([[np.inf], total[:-1]]))
-        where = np.maximum.accumulate(np.where(np.concatenate([[np.inf], total[:-1]]) == best_before,
-                                               np.arange(N) - 1, -1))
+        below = np.concatenate([[np.inf], total[:-1]])  # sigma k - 1 one index lower
+        best_before = np.minimum.accumulate(below)
+        # where that best sits: the last position that reached the running minimum
+        where = np.maximum.accumulate(np.where(below == best_before, np.arange(N) - 1, -1))
         total, choice[k] = dist[k] + best_before, where
     indices = [int(np.argmin(total))]
     for k in range(K - 1, 0, -1):

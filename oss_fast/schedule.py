@@ -31,7 +31,7 @@ import torch
 
 from ._version import __version__
 from .grid import (DYNAMIC_SHIFT_KEYS, MAX_STEPS, describe_grid, grid_index, image_seq_len, scheduler_mu, shifted_grid,
-                   size_shift, snap_steps, time_shift, time_unshift)
+                   size_mu, size_shift, snap_steps, time_shift, time_unshift)
 
 FORMAT = "oss_fast.schedule/1"
 PARAMETERIZATIONS = ("flow", "ddpm")
@@ -437,8 +437,7 @@ class Schedule:
             return dict(out, timesteps=[int(round(t)) for t in self.timesteps])
         if self.dynamic_shift is not None:  # the pipeline's own dynamic shift, at the recorded size
             shift = size_shift(self.dynamic_shift, self.size)
-            mu = math.log(shift) if self.dynamic_shift["time_shift_type"] == "exponential" else shift
-            out.update(height=self.size[0], width=self.size[1], mu=mu)
+            out.update(height=self.size[0], width=self.size[1], mu=size_mu(self.dynamic_shift, self.size))
         else:  # a static shift, the recorded one (1 when unknown: the sigmas are then passed as they are)
             shift = self.shift or 1.0
             key = "shift" if name == "FlowMatchEulerDiscreteScheduler" else "flow_shift"

@@ -157,17 +157,6 @@ def get_solver(name) -> Solver:
     return SOLVERS[name]
 
 
-def step(solver: Solver, x: torch.Tensor, v: torch.Tensor, history: torch.Tensor | None, s, t, s_prev, s_prev2,
-         depth):
-    """One step of rows x, v [R, D] (history [R, H, D], float64) from times s [R] to t [R]:
-    (x_t in x's dtype, history_t float64), combined in the order the cost op uses."""
-    M = solver.matrix(s, t, s_prev, s_prev2, depth).to(x.device)  # [R, 1 + H, 2 + H]
-    if history is None:
-        history = torch.zeros((x.shape[0], 0, x.shape[1]), dtype=torch.float64, device=x.device)
-    x_t, history_t = step_rows(M, x, v, history)
-    return x_t, history_t if solver.history else None
-
-
 class Trajectory:
     """A batch of samples moving along a schedule with a solver: `x` at time `s`, and what the
     solver remembers. Euler steps round as the reference does (float32=True: in float32)."""
@@ -190,9 +179,9 @@ class Trajectory:
         if self.solver.name == "euler":
             self.x = euler_rows(self.x, v, t - self.s, self.float32)
         else:
-            x, history = step(self.solver, self.x.reshape(B, -1), v.reshape(B, -1), self.history, self.s, t,
-                              self.times[:, 0], self.times[:, 1], self.depth)
-            self.x, self.history = x.reshape(self.x.shape), history
+            M = self.solver.matrix(self.s, t, self.times[:, 0], self.times[:, 1], self.depth).to(self.x.device)
+            x, self.history = step_rows(M, self.x.reshape(B, -1), v.reshape(B, -1), self.history)  # the cost op's order
+            self.x = x.reshape(self.x.shape)
             s_prev, s_prev2, self.depth = self.solver.carried_times(self.s, self.times[:, 0], self.depth)
             self.times = torch.stack([s_prev, s_prev2], 1)
         self.s = t
