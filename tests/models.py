@@ -11,6 +11,14 @@ def full_search(*args, **kwargs):
     return oss_fast.search(*args, refine=False, **kwargs)
 
 
+def euler_samples(model, x, cond):
+    """Euler on every step of the model's grid, from s = 1 (grid index N) down to s = 0."""
+    s = model.fm_steps
+    for i in range(len(s) - 1, 0, -1):
+        x = x + model(x, torch.tensor([i]), cond) * (s[i - 1] - s[i]).item()
+    return x
+
+
 class TinyConvNet(torch.nn.Module):
     """A random class-conditional conv net returning a velocity.
 

@@ -6,6 +6,8 @@ import torch
 from oss_fast.grid import shifted_grid
 from oss_fast.zoo import DigitsFlow, digits
 
+from models import euler_samples
+
 pytest.importorskip("sklearn")
 
 
@@ -18,14 +20,6 @@ def classifier():
     return KNeighborsClassifier(n_neighbors=3).fit(((x + 1) * 8).reshape(len(x), -1).numpy(), labels.numpy())
 
 
-def euler_samples(model, x, cond):
-    """Euler from s = 1 (grid index N) down to s = 0."""
-    s = model.fm_steps
-    for i in range(len(s) - 1, 0, -1):
-        x = x + model(x, torch.tensor([i]), cond) * (s[i - 1] - s[i]).item()
-    return x
-
-
 def test_weights_load_on_a_shifted_grid():
     model = digits(teacher_steps=40, shift=3.0)
     assert model.fm_steps.dtype == torch.float64 and model.fm_steps.shape == (41,)
@@ -36,7 +30,7 @@ def test_weights_load_on_a_shifted_grid():
 
 def test_missing_weights_name_the_training_script(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.import_module("oss_fast.zoo.digits_flow"), "WEIGHTS_PATH", tmp_path / "none.pt")
-    with pytest.raises(FileNotFoundError, match="scripts/train_digits.py"):
+    with pytest.raises(FileNotFoundError, match="scripts/train_zoo.py"):
         digits()
 
 

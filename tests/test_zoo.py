@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from oss_fast.grid import shifted_grid
-from oss_fast.zoo import BUNDLED, DigitsFlow, GaussianMixtureFlow, digits, load_model, noises
+from oss_fast.zoo import BUNDLED, DigitsFlow, GaussianMixtureFlow, PatchesFlow, digits, load_model, noises, patches
 
 pytest.importorskip("sklearn")
 
@@ -12,6 +12,7 @@ BUNDLED_MODELS = {
     "mixture": lambda: GaussianMixtureFlow(shape=(4, 8, 8), teacher_steps=200),
     "digits": lambda: digits(dtype=torch.float64),
     "digits guided": lambda: digits(guidance_scale=2.5, dtype=torch.float64),
+    "patches": lambda: patches(teacher_steps=20, dtype=torch.float64),
 }
 
 
@@ -34,13 +35,13 @@ def test_a_rows_output_does_not_depend_on_its_batch(name, conditional):
     assert torch.equal(batched, one_by_one)
 
 
-@pytest.mark.parametrize("name,kind", [("digits", DigitsFlow), ("gaussian_mixture", GaussianMixtureFlow),
-                                       ("mixture", GaussianMixtureFlow)])
+@pytest.mark.parametrize("name,kind", [("digits", DigitsFlow), ("patches", PatchesFlow),
+                                       ("gaussian_mixture", GaussianMixtureFlow), ("mixture", GaussianMixtureFlow)])
 def test_bundled_models_load_by_name_on_the_asked_grid(name, kind):
     model = load_model(name, teacher_steps=40, shift=3.0)
     assert isinstance(model, kind)
     assert torch.equal(model.fm_steps, shifted_grid(40, 3.0))
-    assert set(BUNDLED) == {"digits", "gaussian_mixture"}
+    assert set(BUNDLED) == {"digits", "patches", "gaussian_mixture"}
 
 
 def test_noises_are_seeded_and_carry_labels_for_conditional_models():

@@ -2,150 +2,29 @@
 
 Unlike the Gaussian mixture its velocity is a trained network, so it has the errors and the
 curvature of a real model while still running in seconds on a CPU. Pixels 0..16 map to [-1, 1]
-(x / 8 - 1); with x_s = (1 - s) x0 + s eps (s = 1 is noise) the network predicts v = eps - x0.
-Labels 0..9 are the digits and 10 is the null label used for classifier-free guidance.
+(x / 8 - 1). Labels 0..9 are the digits and 10 is the null label used for classifier-free guidance.
 
-The weights ship as `digits_weights.pt` next to this file; scripts/train_digits.py remakes them.
+The weights ship as `digits_weights.pt` next to this file; `scripts/train_zoo.py digits` remakes them.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from ..grid import shifted_grid
+from .unet import ImageFlow, load_unet
 
 NULL_LABEL = 10
 WEIGHTS_PATH = Path(__file__).with_name("digits_weights.pt")
 
 
-class _RowLinear(nn.Linear):
-    """nn.Linear as one matrix-vector product per row (torch.bmm): a float64 matrix product over
-    the rows rounds differently with the number of rows, this does not."""
+class DigitsFlow(ImageFlow):
+    """The digits SmallUNet on [R, 1, 8, 8] images (see ImageFlow)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(x[:, None, :], self.weight.T.expand(x.shape[0], -1, -1))[:, 0] + self.bias
-
-
-class _ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, the second norm scaled and shifted by the conditioning (FiLM)."""
-
-    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(groups, in_channels)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.film = _RowLinear(emb_dim, 2 * out_channels)
-        self.norm2 = nn.GroupNorm(groups, out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity
-        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
-
-    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(F.silu(self.norm1(h)))
-        scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
-        out = self.conv2(F.silu(self.norm2(out) * (1 + scale) + shift))
-        return self.skip(h) + out
-
-
-class DigitsNet(nn.Module):
-    """A two-level UNet for [R, 1, 8, 8] images: 8x8 with `channels`, 4x4 with `inner_channels`.
-
-    forward(x, s, labels): s [R] flow times in [0, 1], labels [R] in 0..10 (10 = null label).
-    """
-
-    def __init__(self, channels: int = 48, inner_channels: int = 80, emb_dim: int = 128, groups: int = 8):
-        super().__init__()
-        self.time_mlp = nn.Sequential(_RowLinear(emb_dim // 2, emb_dim), nn.SiLU(), _RowLinear(emb_dim, emb_dim))
-        self.label_emb = nn.Embedding(NULL_LABEL + 1, emb_dim)
-        self.conv_in = nn.Conv2d(1, channels, 3, padding=1)
-        self.block_high = _ResBlock(channels, channels, emb_dim, groups)
-        self.down = nn.Conv2d(channels, inner_channels, 3, stride=2, padding=1)
-        self.block_low = _ResBlock(inner_channels, inner_channels, emb_dim, groups)
-        self.up = nn.Conv2d(inner_channels, channels, 3, padding=1)
-        self.block_out = _ResBlock(2 * channels, channels, emb_dim, groups)
-        self.norm_out = nn.GroupNorm(groups, channels)
-        self.conv_out = nn.Conv2d(channels, 1, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
-
-    def time_embedding(self, s: torch.Tensor) -> torch.Tensor:
-        """Sinusoidal features of 1000 s (the DDPM convention), [R, emb_dim // 2]."""
-        half = self.time_mlp[0].in_features // 2
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=s.device, dtype=s.dtype) / half)
-        angles = 1000.0 * s[:, None] * freqs
-        return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
-
-    def forward(self, x: torch.Tensor, s: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        s = s.to(x.dtype)
-        emb = F.silu(self.time_mlp(self.time_embedding(s)) + self.label_emb(labels.long()))
-        high = self.block_high(self.conv_in(x), emb)
-        low = self.block_low(self.down(high), emb)
-        up = self.up(F.interpolate(low, scale_factor=2, mode="nearest"))
-        out = self.block_out(torch.cat([high, up], dim=1), emb)
-        return self.conv_out(F.silu(self.norm_out(out)))
-
-
-class DigitsFlow:
-    """A trained DigitsNet with the model interface of DESIGN §2.
-
-    cond: None (unconditional, the null label) or a LongTensor of labels per row (0..9, 10 = null).
-    With guidance_scale != 1 a labelled row is uncond + g (cond - uncond), both halves in one
-    batched call. The network computes in `dtype` (it is cast in place); float64 makes a row's
-    output independent of the other rows of its batch, which float32 convolutions on CPU are not.
-    """
-
-    def __init__(self, net: DigitsNet, teacher_steps: int = 100, shift: float = 1.0,
-                 guidance_scale: float = 1.0, dtype=torch.float32):
-        self.dtype = dtype
-        self.net = net.to(dtype).eval()
-        self.guidance_scale = float(guidance_scale)
-        device = next(net.parameters()).device
-        self.fm_steps = shifted_grid(teacher_steps, shift).to(device)
-        self.name = f"digits(teacher_steps={teacher_steps}, shift={shift}, guidance_scale={guidance_scale})"
-
-    def _per_row(self, value, rows: int) -> torch.Tensor:
-        value = torch.as_tensor(value, device=self.fm_steps.device).reshape(-1).long()
-        value = value.expand(rows) if value.numel() == 1 else value
-        if value.numel() != rows:
-            raise ValueError(f"expected one value per row ({rows}), got {value.numel()}")
-        return value
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond=None, kwargs=None) -> torch.Tensor:
-        rows = x.shape[0]
-        if tuple(x.shape[1:]) != (1, 8, 8):
-            raise ValueError(f"expected x [R, 1, 8, 8], got {tuple(x.shape)}")
-        s = self.fm_steps[self._per_row(t, rows)]
-        null = torch.full((rows,), NULL_LABEL, device=s.device, dtype=torch.long)
-        labels = null if cond is None else self._per_row(cond, rows)
-        if ((labels < 0) | (labels > NULL_LABEL)).any():
-            raise ValueError(f"labels must lie in [0, {NULL_LABEL}] ({NULL_LABEL} = unconditional)")
-        x_in = x.to(self.dtype)
-        if cond is None or self.guidance_scale == 1.0:
-            return self.net(x_in, s, labels).to(x.dtype)
-        both = self.net(torch.cat([x_in, x_in]), torch.cat([s, s]), torch.cat([labels, null]))
-        cond_v, uncond_v = both.chunk(2)
-        return (uncond_v + self.guidance_scale * (cond_v - uncond_v)).to(x.dtype)
-
-    # -------------------------------------------------------------------------- sampling and data
-    def noise(self, n: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
-        """n standard-normal latents [n, 1, 8, 8] (the starting points of sampling)."""
-        gen = torch.Generator().manual_seed(seed)
-        return torch.randn(n, 1, 8, 8, generator=gen, dtype=torch.float64).to(dtype).to(self.fm_steps.device)
-
-    def labels(self, n: int, seed: int = 0) -> torch.Tensor:
-        """n uniformly random digit labels 0..9."""
-        gen = torch.Generator().manual_seed(seed)
-        return torch.randint(0, 10, (n,), generator=gen).to(self.fm_steps.device)
-
-    @staticmethod
-    def to_images(x: torch.Tensor) -> torch.Tensor:
-        """Model space [-1, 1] to pixel intensities in [0, 1]."""
-        return ((x + 1) / 2).clamp(0, 1)
+    def __init__(self, net, teacher_steps: int = 100, shift: float = 1.0, guidance_scale: float = 1.0,
+                 dtype=torch.float32):
+        super().__init__(net, (1, 8, 8), "digits", teacher_steps, shift, guidance_scale, dtype)
 
     @staticmethod
     def data(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,9 +39,4 @@ class DigitsFlow:
 def digits(teacher_steps: int = 100, shift: float = 1.0, guidance_scale: float = 1.0,
            dtype=torch.float32, device="cpu") -> DigitsFlow:
     """The bundled trained digits model (weights in digits_weights.pt) as a DigitsFlow."""
-    if not WEIGHTS_PATH.exists():
-        raise FileNotFoundError(f"{WEIGHTS_PATH} is missing; make it with scripts/train_digits.py")
-    saved = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
-    net = DigitsNet(**saved["config"])
-    net.load_state_dict(saved["state_dict"])
-    return DigitsFlow(net.to(device), teacher_steps, shift, guidance_scale, dtype)
+    return DigitsFlow(load_unet(WEIGHTS_PATH, device), teacher_steps, shift, guidance_scale, dtype)

@@ -8,8 +8,9 @@ import inspect
 
 from .digits_flow import digits
 from .gaussian_mixture import GaussianMixtureFlow
+from .patches_flow import patches
 
-BUNDLED = ("digits", "gaussian_mixture")
+BUNDLED = ("digits", "patches", "gaussian_mixture")
 DEFAULT_MODEL = "digits"
 
 
@@ -18,6 +19,8 @@ def load_model(spec: str, teacher_steps: int = 100, shift: float = 1.0, device: 
     takes them. ValueError when the spec names nothing usable."""
     if spec == "digits":
         return digits(teacher_steps=teacher_steps, shift=shift, device=device)
+    if spec == "patches":
+        return patches(teacher_steps=teacher_steps, shift=shift, device=device)
     if spec in ("gaussian_mixture", "mixture"):
         return GaussianMixtureFlow(teacher_steps=teacher_steps, shift=shift, device=device)
     if ":" not in spec:
