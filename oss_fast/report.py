@@ -2,9 +2,8 @@
 
 The teacher is the model's own N-step Euler sampler on its grid; a schedule's error is the mean
 squared difference between its samples (with its solver) and the teacher's from the same noises.
-Two PSNRs are reported, 10 log10(R^2 / MSE) with R the value range of the teacher's samples: of the
-MSE over all noises ("psnr", dominated by the worst samples) and the mean of the per-noise PSNRs
-("mean psnr", what a typical sample sees). They can rank schedules differently.
+The numbers (oss_fast.metrics): the PSNR of the MSE over all noises, the mean of the per-noise PSNRs,
+and their 10th percentile and minimum.
 
 Pictures need matplotlib (`pip install "oss_fast[plots]"`); without it the tables are still made
 and `plots_missing()` says how to get the pictures.
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .api import sample, schedule_steps
+from .metrics import peak, psnr_summary, sample_errors
 from .grid import shifted_steps, uniform_steps
 from .progress import progress
 from .schedule import Schedule
@@ -45,15 +45,10 @@ def teacher_samples(model, z, cond=None, **kwargs) -> torch.Tensor:
 
 @torch.no_grad()
 def errors(model, z, cond, teacher: torch.Tensor, steps, **kwargs) -> dict:
-    """MSE, PSNR of the MSE, and mean per-sample PSNR of the samples along `steps` (grid indices, or
-    a Schedule with its solver; kwargs go to oss_fast.sample) against the teacher's."""
+    """psnr_summary of the samples along `steps` (grid indices, or a Schedule with its solver; kwargs
+    go to oss_fast.sample) against the teacher's."""
     x = sample(model, z, steps, cond, **kwargs)
-    per_sample = ((x.double() - teacher.double()) ** 2).flatten(1).mean(1)
-    mse = float(per_sample.mean())
-    peak = float(teacher.max() - teacher.min()) ** 2
-    psnr = 10 * math.log10(peak / mse) if mse > 0 else math.inf
-    mean_psnr = float((10 * torch.log10(peak / per_sample)).mean()) if bool((per_sample > 0).all()) else math.inf
-    return dict(mse=mse, psnr=psnr, mean_psnr=mean_psnr)
+    return psnr_summary(sample_errors(x, teacher), peak(teacher))
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
@@ -100,15 +95,32 @@ def plot_sigmas(schedules: dict, path) -> None:
         ax.legend()
 
 
-def plot_error_vs_steps(curves: dict, path) -> None:
-    """MSE to the teacher against the number of steps (name -> {K: mse})."""
-    with _figure(path) as axes:
+@dataclass
+class Curve:
+    """An error-vs-steps curve: MSE to the teacher per step count. `searched`: the step count the
+    schedule was searched at, when the other points are interpolations of that one schedule (drawn
+    dashed, the searched point marked); None when every point is a schedule of its own."""
+
+    label: str
+    points: dict
+    searched: int | None = None
+
+
+def plot_error_vs_steps(curves: list, path) -> None:
+    """MSE to the teacher against the number of steps, one line per Curve."""
+    with _figure(path, figsize=(7, 4.5)) as axes:
         ax = axes[0][0]
-        for name, points in curves.items():
-            ks = sorted(points)
-            ax.plot(ks, [points[k] for k in ks], marker="o", label=name)
+        for curve in curves:
+            ks = sorted(curve.points)
+            label = curve.label if curve.searched is None else \
+                f"{curve.label}: searched at {curve.searched}, other counts interpolated"
+            line, = ax.plot(ks, [curve.points[k] for k in ks], marker="o", markersize=3, label=label,
+                            linestyle="-" if curve.searched is None else "--")
+            if curve.searched is not None:
+                ax.plot([curve.searched], [curve.points[curve.searched]], marker="*", markersize=12,
+                        color=line.get_color(), linestyle="none")
         ax.set(yscale="log", xlabel="steps", ylabel="MSE to the teacher")
-        ax.legend()
+        ax.legend(fontsize=7)
 
 
 def image_grid(rows: dict, path, to_images, reference: str | None = None) -> None:
@@ -181,7 +193,8 @@ def compare(model, schedules: dict, out, samples: int, seed: int, show: bool = F
     out = Path(out)
     first = next(iter(schedules.values()))
     fixed_kinds = sorted({(len(s), s.solver) for s in schedules.values()})
-    units = 2 + sum(2 + len(step_counts(len(s))) for s in schedules.values()) + 2 * len(fixed_kinds)
+    solvers = {s.solver for s in schedules.values()}
+    units = 2 + sum(2 + len(step_counts(len(s))) for s in schedules.values()) + 2 * len(fixed_kinds) + len(solvers)
     with progress(units, "comparison", enabled=show) as bar:
         return _compare(model, schedules, out, samples, seed, first, fixed_kinds, bar)
 
@@ -191,19 +204,20 @@ def _compare(model, schedules, out, samples, seed, first, fixed_kinds, bar) -> C
     teacher = teacher_samples(model, z, cond)
     bar.update()
     grid = model.fm_steps
-    rows, sigmas, curves, pictures = [], {}, {}, {"teacher": teacher}
+    rows, sigmas, curves, pictures = [], {}, [], {"teacher": teacher}
     for name, schedule in schedules.items():
         steps = steps_on(schedule, grid)
         solver = schedule.solver
         rows.append(dict(schedule=name, solver=solver, steps=len(steps),
                          **errors(model, z, cond, teacher, steps, solver=solver)))
         sigmas[name] = schedule.sigmas
-        pictures[name] = sample(model, z, steps, cond, solver=solver)
+        pictures[f"{name} ({solver}, {len(steps)} steps)"] = sample(model, z, steps, cond, solver=solver)
         bar.update(2)
-        curves[name] = {}
+        points = {}
         for k in step_counts(len(schedule)):
-            curves[name][k] = errors(model, z, cond, teacher, steps_on(schedule.interpolate(k), grid), solver=solver)["mse"]
+            points[k] = errors(model, z, cond, teacher, steps_on(schedule.interpolate(k), grid), solver=solver)["mse"]
             bar.update()
+        curves.append(Curve(f"{name} ({solver})", points, searched=len(schedule)))
     # the fixed schedules of the same lengths, each with the solvers of the schedules compared
     fixed = (("uniform", uniform_steps), ("shifted(3)", shifted_steps))
     for K, solver in fixed_kinds:
@@ -213,15 +227,21 @@ def _compare(model, schedules, out, samples, seed, first, fixed_kinds, bar) -> C
             rows.append(dict(schedule=f"{label} {K}", solver=solver, steps=len(steps),
                              **errors(model, z, cond, teacher, steps, solver=solver)))
             sigmas[f"{label} {K}"] = Schedule.from_indices(steps, grid=grid).sigmas
-    for label, steps_of in fixed:
-        curves[label] = {k: errors(model, z, cond, teacher, steps_of(grid, k), solver=first.solver)["mse"]
-                         for k in step_counts(len(first))}
-    pictures["uniform"] = sample(model, z, uniform_steps(grid, len(first)), cond, solver=first.solver)
+    for solver in sorted({s.solver for s in schedules.values()}):
+        bar.update()
+        for label, steps_of in fixed:
+            curves.append(Curve(f"{label} ({solver})", {k: errors(model, z, cond, teacher, steps_of(grid, k),
+                                                                     solver=solver)["mse"]
+                                                          for k in step_counts(len(first))}))
+    pictures[f"uniform ({first.solver}, {len(first)} steps)"] = sample(model, z, uniform_steps(grid, len(first)), cond,
+                                                                     solver=first.solver)
     bar.update()
 
     result = Comparison(header=f"MSE / PSNR to the {len(grid) - 1}-step teacher on {samples} held-out noises "
-                               f"(seed {seed}); psnr: of the MSE, mean psnr: mean over the noises",
-                        table=markdown_table(rows, ["schedule", "solver", "steps", "mse", "psnr", "mean_psnr"]))
+                               f"(seed {seed}); psnr: of the MSE; mean, p10 and min psnr: the mean, 10th percentile "
+                               f"and minimum of the per-noise PSNRs",
+                        table=markdown_table(rows, ["schedule", "solver", "steps", "mse", "psnr", "mean_psnr", "p10_psnr",
+                                                    "min_psnr"]))
     (out / "compare.md").write_text(f"{result.header}\n\n{result.table}\n")
     result.files.append(out / "compare.md")
     result.note = plots_missing()
