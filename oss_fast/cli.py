@@ -133,9 +133,16 @@ def print_comparison(comparison) -> None:
 def what_ran(res, args, refine: bool) -> str:
     """Which search ran, why, and what it cost against the published search."""
     st = res.stats
+    spent = st.teacher_rows + st.candidate_rows
+    cost = (f"model rows: {spent} = {spent / st.published_rows:.0%} of the {st.published_rows} the published "
+            f"search spends on these inputs (N (K + 1) per noise)")
+    if res.guard is not None:
+        return (f"solver {res.solver}; the multistep default: the Euler search's schedule, the solver's refined searches "
+                f"begun around it, uniform and time-shifted steps, judged on fresh noises by the guard "
+                f"(--no-validate to skip it):\n{res.guard.summary()}\n{cost}, the guard's validation included")
     why = {"median": "the published cal_medium rule over per-noise paths",
            "joint": "one decision for all noises on their mean error",
-           "joint_rms": "one decision for all noises on their mean RMS error, the default for multistep solvers",
+           "joint_rms": "one decision for all noises on their mean RMS error",
            "per_sample": "one path per noise"}[res.aggregate]
     if res.mode == "teacher":
         how = "the teacher's own jumps"
@@ -145,10 +152,7 @@ def what_ran(res, args, refine: bool) -> str:
                f"the full search")
     else:
         how = "the full search" + (" (the grid is too short to coarsen)" if refine else "")
-    spent = st.teacher_rows + st.candidate_rows
-    return (f"solver {res.solver}; mode {res.mode}, {how}; aggregate {res.aggregate} ({why}).\n"
-            f"model rows: {spent} = {spent / st.published_rows:.0%} of the {st.published_rows} the published "
-            f"search spends on these inputs (N (K + 1) per noise)")
+    return f"solver {res.solver}; mode {res.mode}, {how}; aggregate {res.aggregate} ({why}).\n{cost}"
 
 
 # ---------------------------------------------------------------------------- commands
@@ -169,8 +173,8 @@ def cmd_search(args) -> int:
     rank, device, joined = distributed_rank(args.device)
     model = load_model(args.model, args.teacher_steps, args.shift, device)
     z, cond = noises(model, args.samples, args.seed)
-    options = {k: v for k, v in dict(aggregate=args.aggregate, stride=args.stride, band=args.band).items()
-               if v is not None}
+    options = {k: v for k, v in dict(aggregate=args.aggregate, stride=args.stride, band=args.band,
+                                     validate=False if args.no_validate else None).items() if v is not None}
     res = search(model, z, cond, student_steps=args.student_steps, max_batch=args.max_batch, solver=args.solver,
                  mode=args.mode, refine=refine, progress=not args.no_progress, checkpoint=args.checkpoint,
                  resume=args.resume, **options)
@@ -228,8 +232,10 @@ def cmd_sample(args) -> int:
 
 
 def cmd_quality(args) -> int:
-    common = dict(models=args.models, teacher_steps=args.teacher_steps, ks=args.ks,
-                  search_samples=args.search_samples, eval_samples=args.eval_samples, show=not args.no_progress)
+    common = dict(teacher_steps=args.teacher_steps, ks=args.ks, eval_samples=args.eval_samples,
+                  show=not args.no_progress)
+    common.update({k: v for k, v in dict(models=args.models, search_samples=args.search_samples).items()
+                   if v is not None})
     if args.solvers and args.transfer:
         raise ValueError("--solvers and --transfer are two tables: ask for one")
     table = transfer_table(**common) if args.transfer else quality_table(**common, solvers=args.solvers)
@@ -351,6 +357,9 @@ def parser() -> argparse.ArgumentParser:
                    help="the sampler the schedule is for (default euler; dpmpp_2m and unipc as diffusers runs "
                         "them, ab2 = k-diffusion/ComfyUI lms at order 2)")
     s.add_argument("--aggregate", choices=["median", "joint", "joint_rms", "per_sample"], help="default: oss_fast.search's")
+    s.add_argument("--no-validate", action="store_true",
+                   help="multistep solvers: skip the guard that judges the searched schedule against the standard "
+                        "ones on fresh noises (the default runs it, within the published search's model rows)")
     s.add_argument("--samples", type=positive_int, default=32, help="noises searched on (default 32)")
     s.add_argument("--seed", type=int, default=0, help="seed of the search noises (held-out: seed + 1000)")
     s.add_argument("--eval-samples", type=positive_int, default=64, help="held-out noises of the comparison")
@@ -394,10 +403,12 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(run=cmd_presets)
 
     q = sub.add_parser("quality", help="the quality table of every mode on the bundled models")
-    q.add_argument("--models", nargs="+", default=list(BUNDLED), choices=list(BUNDLED))
+    q.add_argument("--models", nargs="+", default=None, choices=list(BUNDLED),
+                   help="default: all bundled models (--transfer: digits and gaussian_mixture)")
     q.add_argument("--teacher-steps", type=positive_int, default=100)
     q.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10])
-    q.add_argument("--search-samples", type=positive_int, default=32)
+    q.add_argument("--search-samples", type=positive_int, default=None,
+                   help="search noises (default 32; --solvers: 16, the protocol of the solver targets)")
     q.add_argument("--eval-samples", type=positive_int, default=64)
     q.add_argument("--solvers", action="store_true",
                    help="the multistep solvers' table (Euler-OSS vs fixed schedules vs solver-aware searches)")

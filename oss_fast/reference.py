@@ -354,18 +354,22 @@ def _aggregated(paths, aggregate: str):
 
 
 def refined_search(model, z, cond=None, *, student_steps, aggregate="per_sample", stride, width, rounds=4,
-                   **options):
-    """DESIGN §3.6 for modes compat/exact: the DP on every stride-th grid index (and N), then DPs
-    confined to within width of the last paths' positions, level by level, until the paths repeat
-    (at most `rounds` of them). Returns what search returns."""
+                   start=None, **options):
+    """DESIGN §3.6 for modes compat/exact: the DP on every stride-th grid index (and N) -- or, given
+    a start path, none: the first band is around it -- then DPs confined to within width of the last
+    paths' positions, level by level, until the paths repeat (at most `rounds` of them after the
+    first). Returns what search returns."""
     N = len(grid(model)) - 1
     K = student_steps
     G = 1 if aggregate in JOINT else z.shape[0]
-    coarse = set(range(0, N + 1, stride)) | {N}
-    restrict = [(coarse - {0}, [coarse] * K)] * G
     run = lambda r: search(model, z, cond, student_steps=K, aggregate=aggregate, restrict=r, group_paths=True,
                            **options)
-    paths = found = run(restrict)
+    if start is None:
+        coarse = set(range(0, N + 1, stride)) | {N}
+        paths = found = run([(coarse - {0}, [coarse] * K)] * G)
+    else:
+        paths = found = [list(start)] * G
+        rounds += 1
     for _ in range(rounds):
         found = run([_band(path, N, width) for path in paths])
         if found == paths:

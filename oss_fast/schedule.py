@@ -180,6 +180,13 @@ class Schedule:
         steps = result.schedule if result.schedule is not None else result.steps[0]
         meta = dict(teacher_steps=result.teacher_steps, student_steps=len(steps), mode=result.mode,
                     aggregation=result.aggregate, seeds=seeds)
+        report = getattr(result, "guard", None)
+        if report is not None:  # what the multistep default's guard kept, and how every candidate did
+            finite = lambda x: round(x, 4) if math.isfinite(x) else None  # noqa: E731 (JSON has no inf)
+            meta["validation"] = dict(kept=report.chosen, noises=report.noises, candidates=[
+                dict(name=v.name, steps=v.steps, mean_psnr=finite(v.mean_psnr), psnr=finite(v.psnr),
+                     p10_psnr=finite(v.p10_psnr), min_psnr=finite(v.min_psnr), shortfall=finite(v.shortfall))
+                for v in report.verdicts])
         meta.update(metadata or {})
         return cls.from_indices(steps, model, metadata=meta, solver=getattr(result, "solver", "euler"))
 
@@ -387,12 +394,13 @@ class Schedule:
     def to_diffusers(self, pipe_or_scheduler, *, mu: float | None = None, height: int | None = None,
                      width: int | None = None) -> dict:
         """Call arguments that make a pipeline (or scheduler.set_timesteps) sample at exactly this
-        schedule's sigmas: e.g. `pipe(prompt, **schedule.to_diffusers(pipe))`. FLUX-style dynamic
-        shifting needs the image size: a schedule that records it (searched through
-        FluxWrapper.from_pipeline) adds height and width to the arguments, and refuses another size
-        (use for_resolution); otherwise give mu, or height and width in pixels. Only Euler
-        schedules go through call arguments; other solvers need `with schedule.applied(pipe)`, which
-        also puts the pipeline on a scheduler that runs the solver."""
+        schedule's sigmas: `pipe(prompt, **schedule.to_diffusers(pipe))`. Where the pipeline shifts
+        sigmas by image size (FLUX-style dynamic shifting) the size belongs here, not in the pipeline
+        call: the arguments then hold height and width, the size the sigmas were made for (a schedule
+        that records its size -- searched through FluxWrapper.from_pipeline -- uses it and refuses
+        another: use for_resolution; otherwise give height and width, or mu for a bare scheduler).
+        Only Euler schedules go through call arguments; other solvers need `with schedule.applied(pipe)`,
+        which also puts the pipeline on a scheduler that runs the solver."""
         scheduler = getattr(pipe_or_scheduler, "scheduler", pipe_or_scheduler)
         is_pipe = scheduler is not pipe_or_scheduler
         if is_pipe and self.solver != "euler":
@@ -403,12 +411,11 @@ class Schedule:
             if self.size is not None:
                 if (height or width) and [height, width] != self.size:
                     raise ValueError(self._other_size(height, width))
-                if not (height or width) and is_pipe:
-                    size_args = dict(height=self.size[0], width=self.size[1])  # the pipeline runs at that size
                 height, width = self.size
             if height and width:
                 factor = getattr(pipe_or_scheduler, "vae_scale_factor", 8)
                 mu = scheduler_mu(scheduler.config, image_seq_len(height, width, factor))
+                size_args = dict(height=height, width=width) if is_pipe else {}  # the size the sigmas are for
         args = self.scheduler_arguments(scheduler, mu)
         if not is_pipe:
             return args
@@ -425,23 +432,30 @@ class Schedule:
 
     def diffusers_export(self) -> dict:
         """What a diffusers pipeline needs to sample this schedule, without the pipeline at hand
-        (`oss-fast export --format diffusers`): the scheduler class and config entries that run its
-        solver (with the recorded static shift), and the set_timesteps / pipeline arguments: the
-        sigmas before the scheduler's shift re-applies (FLUX-style: with the recorded height, width and
-        mu), or the network timesteps (DDPM family)."""
+        (`oss-fast export --format diffusers`), for Euler schedules of flow models (FLUX, SD3, Wan):
+        the scheduler class and config entries that run Euler with the recorded static shift, and the
+        pipeline call arguments -- the sigmas before the scheduler's shift re-applies, the step count
+        and, where the pipeline shifts by image size, the recorded height and width (and their mu).
+        `usage` says how to follow it. Other solvers and DDPM-family (DiT) schedules are refused:
+        diffusers takes their sigmas through no argument; `schedule.applied(pipe)` samples them."""
+        if self.solver != "euler" or self.parameterization != "flow":
+            what = f"a {self.solver} schedule" if self.solver != "euler" else "a DDPM-family (DiT) schedule"
+            raise ValueError(f"{what} cannot be handed to a diffusers pipeline as call arguments (its scheduler takes "
+                             "no such sigmas); in Python: `with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)`")
         name, config = self._scheduler_spec()
-        out = dict(scheduler=name, scheduler_config=config, num_inference_steps=len(self))
-        if self.parameterization != "flow":
-            if self.timesteps is None:
-                raise ValueError("this schedule has no network timesteps (build it from a wrapper that knows them)")
-            return dict(out, timesteps=[int(round(t)) for t in self.timesteps])
+        out = dict(scheduler=name, num_inference_steps=len(self))
+        call = "sigmas=sigmas, num_inference_steps=num_inference_steps"
         if self.dynamic_shift is not None:  # the pipeline's own dynamic shift, at the recorded size
             shift = size_shift(self.dynamic_shift, self.size)
-            out.update(height=self.size[0], width=self.size[1], mu=size_mu(self.dynamic_shift, self.size))
+            out.update(scheduler_config=config, height=self.size[0], width=self.size[1],
+                       mu=size_mu(self.dynamic_shift, self.size))
+            call += ", height=height, width=width"
         else:  # a static shift, the recorded one (1 when unknown: the sigmas are then passed as they are)
             shift = self.shift or 1.0
-            key = "shift" if name == "FlowMatchEulerDiscreteScheduler" else "flow_shift"
-            out["scheduler_config"] = dict(config, use_dynamic_shifting=False, **{key: shift})
+            out["scheduler_config"] = dict(config, use_dynamic_shifting=False, shift=shift)
+        out["usage"] = (f"pipelines whose call takes sigmas (FLUX, SD3): pipe.scheduler = diffusers.{name}.from_config("
+                        f"pipe.scheduler.config, **scheduler_config); pipe(..., {call}); others (Wan): "
+                        "with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)")
         return dict(out, sigmas=time_unshift(np.array(self.sigmas[:-1]), shift).tolist())
 
     def _other_size(self, height, width) -> str:

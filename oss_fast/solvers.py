@@ -157,25 +157,31 @@ def get_solver(name) -> Solver:
     return SOLVERS[name]
 
 
-class Trajectory:
-    """A batch of samples moving along a schedule with a solver: `x` at time `s`, and what the
-    solver remembers. Euler steps round as the reference does (float32=True: in float32)."""
+def _per_row(t, rows: int, device) -> torch.Tensor:
+    """A time for every row: a number, or one per row, as float64 [rows]."""
+    return torch.as_tensor(t, dtype=torch.float64, device=device).expand(rows).clone()
 
-    def __init__(self, solver, x: torch.Tensor, s: float, float32: bool = True):
+
+class Trajectory:
+    """A batch of samples moving along a schedule with a solver: `x` at time `s` (one for all rows,
+    or one per row: rows may follow different schedules), and what the solver remembers. Euler
+    steps round as the reference does (float32=True: in float32)."""
+
+    def __init__(self, solver, x: torch.Tensor, s, float32: bool = True):
         self.solver = get_solver(solver)
         self.x = x
         self.float32 = float32
         B = x.shape[0]
-        self.s = torch.full((B,), float(s), dtype=torch.float64, device=x.device)
+        self.s = _per_row(s, B, x.device)
         H = self.solver.history
         self.history = torch.zeros((B, H, x[0].numel()), dtype=torch.float64, device=x.device) if H else None
         self.times = torch.ones((B, 2), dtype=torch.float64, device=x.device)
         self.depth = torch.zeros(B, dtype=torch.int64, device=x.device)
 
-    def step(self, v: torch.Tensor, t: float) -> torch.Tensor:
-        """One step with the velocity v at x to time t; returns the new x."""
+    def step(self, v: torch.Tensor, t) -> torch.Tensor:
+        """One step with the velocity v at x to time t (one, or one per row); returns the new x."""
         B = self.x.shape[0]
-        t = torch.full((B,), float(t), dtype=torch.float64, device=self.x.device)
+        t = _per_row(t, B, self.x.device)
         if self.solver.name == "euler":
             self.x = euler_rows(self.x, v, t - self.s, self.float32)
         else:

@@ -208,8 +208,15 @@ def test_search_with_a_solver_and_compare_and_sample_follow_it(tmp_path):
     result = run("search", *SMALL, "--student-steps", "3", "--samples", "2", "--eval-samples", "3",
                  "--solver", "unipc", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert Schedule.load(out / "schedule.json").solver == "unipc"
+    saved = Schedule.load(out / "schedule.json")
+    assert saved.solver == "unipc" and "kept " in result.stdout  # the guard says which candidate it kept
+    assert saved.metadata["validation"]["kept"] == saved.metadata["validation"]["candidates"][0]["name"]
+    assert saved.indices == saved.metadata["validation"]["candidates"][0]["steps"]
     assert "| oss | unipc | 3 |" in result.stdout and "| uniform 3 | unipc | 3 |" in result.stdout
+    unguarded = run("search", *SMALL, "--student-steps", "3", "--samples", "2", "--no-compare", "--solver", "unipc",
+                    "--no-validate", "--out", str(tmp_path / "plain"))
+    assert unguarded.returncode == 0 and "kept " not in unguarded.stdout, unguarded.stderr
+    assert "validation" not in Schedule.load(tmp_path / "plain" / "schedule.json").metadata
     sampled = run("sample", *SMALL, "--schedule", str(out / "schedule.json"), "--samples", "2",
                   "--out", str(tmp_path / "smp"))
     assert sampled.returncode == 0 and "(unipc)" in sampled.stdout, sampled.stderr
@@ -227,7 +234,7 @@ def test_presets_are_listed_and_exported_by_name():
 
 
 def test_export_of_a_schedule_file_in_each_format(tmp_path):
-    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+    from diffusers import FlowMatchEulerDiscreteScheduler
     from oss_fast.grid import shifted_grid
 
     path = tmp_path / "s.json"
@@ -237,12 +244,17 @@ def test_export_of_a_schedule_file_in_each_format(tmp_path):
     assert as_json.returncode == 0 and Schedule.load(tmp_path / "copy.json") == Schedule.load(path)
     assert json.loads(run("export", str(path), "--format", "comfyui").stdout) == schedule.sigmas
     assert len(json.loads(run("export", str(path), "--format", "comfyui", "--steps", "8").stdout)) == 9
-    # diffusers: the scheduler it names, configured as it says, lands on the schedule's sigmas
-    spec = json.loads(run("export", str(path), "--format", "diffusers").stdout)
-    assert spec["scheduler"] == "UniPCMultistepScheduler" and spec["scheduler_config"]["flow_shift"] == 3.0
-    scheduler = UniPCMultistepScheduler(**spec["scheduler_config"])
-    scheduler.set_timesteps(sigmas=np.array(spec["sigmas"]))
-    np.testing.assert_allclose(scheduler.sigmas.numpy()[1:], schedule.sigmas[1:], rtol=1e-6, atol=1e-7)
+    # diffusers: a UniPC schedule has no call arguments that carry it (the API refuses it the same way);
+    # an Euler one names the scheduler that, configured as it says, lands on the schedule's sigmas
+    refused = run("export", str(path), "--format", "diffusers")
+    assert refused.returncode == 2 and "applied(pipe)" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    schedule.replace(solver="euler").save(tmp_path / "euler.json")
+    spec = json.loads(run("export", str(tmp_path / "euler.json"), "--format", "diffusers").stdout)
+    assert spec == json.loads(json.dumps(schedule.replace(solver="euler").diffusers_export()))
+    assert spec["scheduler"] == "FlowMatchEulerDiscreteScheduler" and spec["scheduler_config"]["shift"] == 3.0
+    scheduler = FlowMatchEulerDiscreteScheduler(**spec["scheduler_config"])
+    scheduler.set_timesteps(sigmas=spec["sigmas"])
+    np.testing.assert_allclose(scheduler.sigmas.numpy(), schedule.sigmas, rtol=1e-6, atol=1e-7)
     # --shift: the same flow times for a grid / pipeline of shift 5 (snapped onto its 40-step grid)
     moved = json.loads(run("export", str(path), "--format", "json", "--shift", "5").stdout)
     assert moved["shift"] == 5.0 and moved["grid"] == shifted_grid(40, 5.0).tolist()

@@ -1,5 +1,6 @@
 """Searches shared by torch.distributed ranks, checkpoints and resume, out-of-memory back-off."""
 
+import dataclasses
 import os
 
 import pytest
@@ -12,7 +13,8 @@ import oss_fast.solvers
 from models import TinyConvNet, full_search
 
 CASES = [("compat", "per_sample"), ("exact", "per_sample"), ("compat", "joint"), ("exact", "median"),
-         ("compat", "median", True)]  # the last: refined (the velocity cache decides what the ranks share)
+         ("compat", "median", True),  # refined (the velocity cache decides what the ranks share)
+         ("compat", None, True, "unipc")]  # the guarded multistep default (its validation rows shared too)
 
 
 def problem():
@@ -22,10 +24,15 @@ def problem():
     return model, z, cond
 
 
-def search(mode, aggregate, refine=False, **kwargs):
+def search(mode, aggregate, refine=False, solver="euler", **kwargs):
     model, z, cond = problem()
     return oss_fast.search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate, max_batch=5,
-                           refine=refine, progress=False, **kwargs)
+                           refine=refine, solver=solver, progress=False, **kwargs)
+
+
+def guard_of(result):
+    """The guard's report as plain values (torch.load reads no classes of ours)."""
+    return None if result.guard is None else dataclasses.asdict(result.guard)
 
 
 def _rank_main(rank, world, init_file, out_dir):
@@ -34,7 +41,7 @@ def _rank_main(rank, world, init_file, out_dir):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        results = {case: (r.steps, r.schedule, r.stats.candidate_rows) for case in CASES
+        results = {case: (r.steps, r.schedule, r.stats.candidate_rows, guard_of(r)) for case in CASES
                    for r in [search(*case)]}
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
@@ -47,8 +54,8 @@ def test_two_gloo_ranks_give_the_single_process_result(tmp_path):
     for case in CASES:
         single = search(*case)
         for rank in ranks:
-            steps, schedule, rows = rank[case]
-            assert steps == single.steps and schedule == single.schedule, case
+            steps, schedule, rows, report = rank[case]
+            assert steps == single.steps and schedule == single.schedule and report == guard_of(single), case
         # the ranks shared the candidate rows between them
         assert ranks[0][case][2] + ranks[1][case][2] == single.stats.candidate_rows
 

@@ -26,7 +26,7 @@ def test_refined_search_equals_reference(kind, mode, aggregate, solver):
     expected = ref.refined_search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate, solver=solver,
                                   stride=3, width=2)
     res = oss_fast.search(model, z, cond, student_steps=4, mode=mode, aggregate=aggregate, solver=solver, stride=3,
-                          band=2, max_rows=10**9, max_batch=7, progress=False)  # the reference has no row budget
+                          band=2, max_rows=10**9, max_batch=7, validate=False, progress=False)  # no row budget there
     assert (res.steps if aggregate == "per_sample" else res.schedule) == expected
     assert len(res.stats.rows_per_pass) >= 2 and sum(res.stats.rows_per_pass) == res.stats.candidate_rows
 
@@ -59,7 +59,7 @@ def test_no_state_is_evaluated_twice(solver):
     z = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(0))
     # one row per call: no padding rows
     res = oss_fast.search(model, z, student_steps=5, stride=3, band=3, solver=solver, max_rows=10**9, max_batch=1,
-                          progress=False)
+                          validate=False, progress=False)
     candidates = model.rows[res.stats.teacher_rows:]
     assert len(candidates) == res.stats.candidate_rows
     assert len(set(candidates)) == len(candidates)  # re-centred passes took what they met before from the cache
@@ -68,12 +68,17 @@ def test_no_state_is_evaluated_twice(solver):
 
 @pytest.mark.parametrize("K", [5, 10])
 @pytest.mark.parametrize("solver", ["euler", "dpmpp_2m"])
-def test_default_spends_at_most_half_the_published_model_rows(K, solver):
+def test_default_model_rows_against_the_published_search(K, solver):
+    # Euler: at most half; a multistep solver: its searches and the guard's validation within all of it
     model = GaussianMixtureFlow(shape=(2, 4, 4), components=4, teacher_steps=100, shift=3.0, seed=1)
     z = model.noise(4, seed=2)
     res = oss_fast.search(model, z, student_steps=K, solver=solver, progress=False)
     assert res.stats.published_rows == 100 * (K + 1) * 4
-    assert res.stats.teacher_rows + res.stats.candidate_rows <= res.stats.published_rows / 2
+    share = 0.5 if solver == "euler" else 1.0
+    assert res.stats.teacher_rows + res.stats.candidate_rows <= res.stats.published_rows * share
+    assert (res.guard is None) == (solver == "euler")
+    if res.guard is not None:
+        assert res.guard.noises >= 4 and res.stats.validation_rows >= 4 * 100
 
 
 def test_a_grid_too_short_to_coarsen_runs_the_full_search():

@@ -155,18 +155,21 @@ def test_flux_pipeline_gives_oss_fast_samples(solver):
     schedule = Schedule.from_indices([3, 8, 14, 20], wrapper, solver=solver)
     g = torch.Generator().manual_seed(1)
     prompt, pooled, z = torch.randn(1, 5, 32, generator=g), torch.randn(1, 16, generator=g), torch.randn(1, 16, 16, generator=g)
-    call = dict(prompt_embeds=prompt, pooled_prompt_embeds=pooled, height=64, width=64, latents=z, guidance_scale=3.5,
-                output_type="latent")
-    if solver == "euler":  # call arguments, on the pipeline's own scheduler
-        got = pipe(**call, **schedule.to_diffusers(pipe, height=64, width=64)).images
-    else:
-        with pytest.raises(ValueError, match="applied"):
-            schedule.to_diffusers(pipe)
-        with schedule.applied(pipe) as scheduler:
-            assert schedule.runs_on(scheduler)
-            got = pipe(**call, num_inference_steps=50).images
-        assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"  # restored
+    call = dict(prompt_embeds=prompt, pooled_prompt_embeds=pooled, latents=z, guidance_scale=3.5, output_type="latent")
     expected = oss_fast.sample(wrapper, z, schedule, model_kwargs=flux_inputs(prompt, pooled, 8, 8, 3.5))
+    if solver == "euler":  # call arguments, on the pipeline's own scheduler; the size goes to to_diffusers
+        for size in ({}, dict(height=64, width=64)):
+            arguments = schedule.to_diffusers(pipe, **size)
+            assert (arguments["height"], arguments["width"]) == (64, 64)  # the size its sigmas are for
+            got = pipe(**call, **arguments).images
+            torch.testing.assert_close(got, expected, rtol=0, atol=2e-4)
+        return
+    with pytest.raises(ValueError, match="applied"):
+        schedule.to_diffusers(pipe)
+    with schedule.applied(pipe) as scheduler:
+        assert schedule.runs_on(scheduler)
+        got = pipe(**call, height=64, width=64, num_inference_steps=50).images
+    assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"  # restored
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-4)
 
 
@@ -254,6 +257,43 @@ def test_ab2_has_no_diffusers_scheduler_and_says_where_to_sample_it():
     with pytest.raises(ValueError, match="lms"):
         with schedule.applied(pipe):
             pass
+
+
+def test_the_diffusers_export_followed_as_written_gives_oss_fast_samples():
+    # FLUX (dynamic shift at the recorded size) and SD3 (static shift 3): the export's scheduler, its
+    # config and call arguments, used as `usage` says, without oss_fast in the loop
+    import diffusers
+
+    flux, flux_wrapper = tiny_flux_pipeline()
+    sd3, sd3_wrapper = tiny_sd3_pipeline()
+    g = torch.Generator().manual_seed(6)
+    prompt, pooled = torch.randn(1, 5, 32, generator=g), torch.randn(1, 16, generator=g)
+    cases = [(flux, Schedule.from_indices([2, 7, 13, 20], flux_wrapper), torch.randn(1, 16, 16, generator=g),
+              lambda z, s: oss_fast.sample(flux_wrapper, z, s, model_kwargs=flux_inputs(prompt, pooled, 8, 8, 3.5))),
+             (sd3, Schedule.from_indices([2, 6, 12, 20], sd3_wrapper).replace(shift=3.0), torch.randn(1, 4, 8, 8, generator=g),
+              lambda z, s: oss_fast.sample(sd3_wrapper, z, s, prompt, model_kwargs={"pooled": pooled}))]
+    for pipe, schedule, z, expected in cases:
+        spec = json.loads(json.dumps(schedule.diffusers_export()))  # what `oss-fast export` prints
+        assert "sigmas=sigmas, num_inference_steps=num_inference_steps" in spec["usage"]
+        pipe.scheduler = getattr(diffusers, spec["scheduler"]).from_config(pipe.scheduler.config,
+                                                                            **spec["scheduler_config"])
+        size = {k: spec[k] for k in ("height", "width") if k in spec}
+        got = pipe(prompt_embeds=prompt, pooled_prompt_embeds=pooled, latents=z, guidance_scale=3.5 if pipe is flux
+                   else 1.0, output_type="latent", sigmas=spec["sigmas"],
+                   num_inference_steps=spec["num_inference_steps"], **size).images
+        np.testing.assert_allclose(pipe.scheduler.sigmas.numpy(), schedule.sigmas, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(got, expected(z, schedule), rtol=0, atol=2e-4)
+
+
+@pytest.mark.parametrize("solver,family", [("unipc", "flow"), ("dpmpp_2m", "flow"), ("ab2", "flow"), ("euler", "ddpm")])
+def test_the_diffusers_export_refuses_what_no_call_argument_carries(solver, family):
+    if family == "ddpm":
+        _, wrapper = tiny_dit_wrapper()
+        schedule = Schedule.from_indices([3, 9, 20, 40], wrapper, solver=solver)
+    else:
+        schedule = Schedule.from_indices([2, 6, 12, 20], grid=torch.linspace(0, 1, 21).tolist(), solver=solver)
+    with pytest.raises(ValueError, match=r"applied\(pipe\)"):
+        schedule.diffusers_export()
 
 
 GOOD = {"format": "oss_fast.schedule/1", "indices": [1, 3], "sigmas": [0.75, 0.25, 0.0],

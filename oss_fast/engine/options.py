@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,9 @@ class SearchOptions:
     band: int | None = None  # the band passes' half-width in grid indices (None: the stride)
     refine_rounds: int = 4  # band passes at most, re-centred until the path is stable
     max_rows: int | None = None  # refinement's model-row budget, teacher included (None: half the published)
+    validate: bool = False  # the validation guard of the multistep default (engine/guard.py)
+    validation_noises: int | None = None  # its fresh noises (None: as many as the published search's rows leave)
+    aggregate_given: bool = False  # the caller chose the aggregation (the guard then searches with it alone)
 
 
 MODES = ("compat", "exact", "teacher")
@@ -87,7 +91,7 @@ def _selection_count(name, value, size: int | None):
 def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat", aggregate=None, norm=2,
                   channels="all", frames="all", random_channels=False, seed=0, float32=True, max_batch=None,
                   free_start=False, objective="sum", progress=True, solver="euler", refine=None, stride=None,
-                  band=None, max_rows=None, published: bool = False) -> SearchOptions:
+                  band=None, max_rows=None, validate=None, published: bool = False) -> SearchOptions:
     """The checked options of a search. published=True is the drop-ins' contract: teacher_steps may
     be a prefix of the model's grid and compat may take K >= N, as the published code allows."""
     if not isinstance(z, torch.Tensor) or z.dim() < 2 or not z.is_floating_point():
@@ -113,6 +117,7 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
     multistep = SOLVERS[solver].history > 0
+    aggregate_given = aggregate is not None
     if aggregate is None:
         # multistep: one decision for all samples (the median's path was scored by no sample, whose
         # histories differ), on the mean RMS error: the mean MSE let one badly served search noise
@@ -157,8 +162,45 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
     stride = None if stride is None else _positive_int("stride", stride, 1, N)
     band = None if band is None else _positive_int("band", band, 1, N)
     chunk = 32 if max_batch is None else _positive_int("max_batch", max_batch)
+    validate, validation_noises = _validation(validate, multistep, refine, mode, aggregate, solver, z)
     return SearchOptions(student_steps=K, teacher_steps=N, mode=mode, aggregate=aggregate, norm=float(norm),
                          channels=channels, frames=frames, random_channels=bool(random_channels), seed=int(seed),
                          float32=bool(float32), chunk=chunk, free_start=bool(free_start), objective=objective,
                          progress=bool(progress), published=bool(published), solver=solver, refine=refine,
-                         stride=stride, band=band, max_rows=max_rows)
+                         stride=stride, band=band, max_rows=max_rows, validate=validate,
+                         validation_noises=validation_noises, aggregate_given=aggregate_given)
+
+
+def _validation(validate, multistep: bool, refine: bool, mode: str, aggregate: str, solver: str, z):
+    """(guard on, its noise count or None for automatic) from the validate option: None is the
+    default (on for the refined compat/exact searches of multistep solvers), True/False, or a count."""
+    if validate is None:
+        on = multistep and refine and mode in ("compat", "exact") and aggregate != "per_sample"
+        if on and not _standard_normal(z):
+            warnings.warn("z is not standard normal, so the validation guard of the multistep default (fresh "
+                          "standard-normal noises) is off; pass validate=False to silence this", stacklevel=3)
+            return False, None
+        return on, None
+    if isinstance(validate, bool):
+        count = None
+    else:
+        count = _positive_int("validate", validate)
+    if validate is False:
+        return False, None
+    if not (multistep and refine and mode in ("compat", "exact")) or aggregate == "per_sample":
+        raise ValueError(f"validate guards the refined compat/exact search of a multistep solver with one schedule "
+                         f"for all noises; got solver {solver!r}, mode {mode!r}, refine={refine}, aggregate {aggregate!r}")
+    if not _standard_normal(z):
+        raise ValueError("validate draws fresh standard-normal noises like z, but z is not standard normal "
+                         f"(mean {z.double().mean().item():.3g}, std {z.double().std().item():.3g}): pass validate=False")
+    return True, count
+
+
+def _standard_normal(z) -> bool:
+    """Whether z looks like standard-normal noise (mean 0, std 1 within what its size allows)."""
+    n = z.numel()
+    if n < 2:
+        return True
+    z = z.double()
+    tolerance = 5 / math.sqrt(n) + 0.02
+    return abs(z.mean().item()) < tolerance + 0.05 and abs(z.std().item() - 1) < 2 * tolerance + 0.1

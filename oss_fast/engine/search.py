@@ -12,6 +12,7 @@ outputs of states met before from a cache.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import resource
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import dp
+from ..grid import shifted_steps, uniform_steps
 from ..progress import progress
 from ..ops import combo_costs, euler_costs, euler_rows, step_rows
 from ..ops.euler_cost import pick_backend
@@ -27,7 +29,7 @@ from ..solvers import get_solver
 from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm
 from .inputs import SampleInputs
-from . import pairs
+from . import guard, pairs
 from .options import JOINT, SearchOptions
 from .refine import Restriction, RowBudgetSpent, VelocityCache, band, coarse, default_stride
 from .runner import ModelRunner, first_non_finite, synchronize
@@ -104,12 +106,15 @@ class Engine:
         self.checkpoint = checkpoint
         self.resume = resume
         self.stats = SearchStats(chunk=opts.chunk, samples=self.B, world_size=self.comm.size)
+        self.spent = 0  # model rows evaluated so far by all ranks together, the teacher's included
+        self.guard = None  # the validation guard's report, when it ran
         self.selection = CostSelection(self.shape, opts, self.device)
 
     # ------------------------------------------------------------------ helpers
     def _call(self, x: torch.Tensor, grid: torch.Tensor, samples: torch.Tensor, where: str) -> torch.Tensor:
         """Velocities [R, D] of all R rows: this rank evaluates its shard, the ranks share them."""
         R = x.shape[0]
+        self.spent += R
         mine = self.comm.shard(R)
         v = self.runner(x[mine].reshape((-1,) + self.shape), grid[mine], samples[mine])
         v = v.reshape(v.shape[0], self.D)
@@ -178,6 +183,7 @@ class Engine:
                 x = euler_rows(x, v, (self.s[i - 1] - self.s[i]).expand(b), self.opts.float32)
                 T[i - 1] = x
                 bar.update()
+        self.spent += N * self.B
         T = self.comm.gather_rows(T.transpose(0, 1), self.B).transpose(0, 1).contiguous()
         if V is not None:
             V = self.comm.gather_rows(V.transpose(0, 1), self.B).transpose(0, 1).contiguous()
@@ -369,42 +375,54 @@ class Engine:
         self.stats.seconds_dp += time.perf_counter() - begin
         return paths, best[:, 0]
 
-    def refined(self, T: torch.Tensor, opts: SearchOptions):
+    def refined(self, T: torch.Tensor, opts: SearchOptions, start: list | None = None,
+                cache: VelocityCache | None = None, limit: int | None = None):
         """(paths, costs) of modes compat/exact by refinement (DESIGN §3.6): a pass on every
-        stride-th grid index, then passes restricted to a band around the last pass's paths until
-        they stop changing (at most opts.refine_rounds), states met before taken from the cache.
-        Band passes stop where they would take the search's model rows, teacher included, past
-        opts.max_rows (default: half the published search's N (K + 1) per sample); the last
-        completed pass stands."""
+        stride-th grid index -- or, given a `start` path (K grid indices), none: the bands begin
+        around it -- then passes restricted to a band around the last pass's paths until they stop
+        changing (at most opts.refine_rounds), states met before taken from the cache (which
+        searches of one solver may share). Band passes stop where they would take the model rows
+        spent so far, teacher and other searches included, past `limit` (default opts.max_rows, else
+        half the published search's N (K + 1) per sample); the last completed pass stands (the
+        start path if none completed)."""
         G = self.groups(opts)
         stride = default_stride(self.N, self.K, opts.stride)
-        if stride == 1:  # too few grid indices to coarsen: the full search
+        if stride == 1 and start is None:  # too few grid indices to coarsen: the full search
             return self.levels(T, self.initial_levels_state(opts), opts)
         width = opts.band if opts.band is not None else stride
         self.stats.refine_stride, self.stats.refine_band = stride, width
-        cache = VelocityCache()
-        restriction = coarse(G, self.K, self.N, stride, self.device)
-        desc = f"coarse pass (every {stride}th index)"
+        if limit is None:
+            limit = opts.max_rows if opts.max_rows is not None else self.N * (self.K + 1) * self.B // 2
+        cache = VelocityCache() if cache is None else cache
         result = None  # the last completed pass's (paths, costs)
+        if start is None:
+            restriction = coarse(G, self.K, self.N, stride, self.device)
+            desc = f"coarse pass (every {stride}th index)"
+        else:
+            result = (torch.tensor([start] * G, dtype=torch.int64, device=self.device),
+                      torch.full((G,), math.inf, dtype=torch.float64, device=self.device))
+            restriction = band(result[0], self.N, width)
+            desc = f"band pass 1 (±{width} indices)"
+            cache.allowance = max(0, limit - self.spent)
+        hits = cache.hits
         for round_ in range(opts.refine_rounds + 1):
-            before = self.runner.rows
+            before = self.spent
             try:
                 found = self.levels(T, self.initial_levels_state(opts, restriction), opts, restriction, cache, desc)
             except RowBudgetSpent:
                 self.stats.refine_stopped_by_budget = True
                 break
             finally:
-                self.stats.rows_per_pass.append(self.runner.rows - before)
+                self.stats.rows_per_pass.append(self.spent - before)
             stable = result is not None and torch.equal(found[0], result[0])
             result = found
             if stable:
                 break
             restriction = band(result[0], self.N, width)
-            desc = f"band pass {round_ + 1} (±{width} indices)"
-            if round_ == 0:  # the band passes share what the teacher and the coarse pass left
-                limit = opts.max_rows if opts.max_rows is not None else self.N * (self.K + 1) * self.B // 2
-                cache.allowance = max(0, limit - self.N * self.B - len(cache.rows))
-        self.stats.velocity_cache_hits = cache.hits
+            desc = f"band pass {round_ + 1 + (start is not None)} (±{width} indices)"
+            if cache.allowance is None:  # the band passes share what the teacher and the coarse pass left
+                cache.allowance = max(0, limit - self.spent)
+        self.stats.velocity_cache_hits += cache.hits - hits
         return result
 
     # ------------------------------------------------------------------ mode teacher
@@ -446,6 +464,53 @@ class Engine:
         paths = torch.tensor([sorted(p) for p, _ in found], dtype=torch.int64)
         return paths, torch.tensor([v for _, v in found], dtype=torch.float64)
 
+    # ------------------------------------------------------------------ the guarded multistep default
+    def guarded(self, T: torch.Tensor, opts: SearchOptions):
+        """(path [1, K], schedule) of the multistep default (DESIGN §3.5, engine/guard.py): the
+        candidates -- the Euler search's schedule (the refined median search, exactly what the Euler
+        default returns), the solver's refined searches begun around it (joint and joint_rms, or the
+        aggregation asked for, sharing one velocity cache), the grid's uniform and time-shifted (3)
+        steps -- judged on fresh noises; the searches stop where the validation would no longer fit
+        in the published search's rows N (K + 1) B, and the validation takes as many noises (at least
+        B, at most 4 B) as those rows leave, unless opts.validation_noises says how many."""
+        published = self.N * (self.K + 1) * self.B
+        per_noise = self.N + guard.MAX_CANDIDATES * self.K  # a validation noise's rows: its teacher, every candidate
+        reserve = (opts.validation_noises or self.B) * per_noise
+        paths, _ = self.refined(T, dataclasses.replace(opts, solver="euler", aggregate="median", max_rows=None))
+        euler_path = dp.median_steps(paths).tolist()
+        found = {"Euler search": euler_path}
+        cache = VelocityCache()
+        for aggregate in (opts.aggregate,) if opts.aggregate_given else ("joint", "joint_rms"):
+            paths, _ = self.refined(T, dataclasses.replace(opts, aggregate=aggregate), start=euler_path, cache=cache,
+                                    limit=max(0, published - reserve))
+            found[f"searched ({aggregate})"] = self.aggregated(paths, aggregate)
+        s = self.s.cpu()
+        found["uniform"] = uniform_steps(s, self.K)
+        found["time-shifted (3)"] = shifted_steps(s, self.K)
+        count = opts.validation_noises or min(4 * self.B, max(self.B, (published - self.spent) // per_noise))
+        verdicts = self.validation(found, count, opts.seed + guard.SEED_OFFSET)
+        self.guard = guard.GuardReport(chosen=verdicts[0].name, noises=count, verdicts=verdicts)
+        return torch.tensor([verdicts[0].steps]), verdicts[0].steps
+
+    def validation(self, found: dict, count: int, seed: int) -> list:
+        """Verdicts (engine/guard.py) of the distinct candidate schedules on `count` fresh noises,
+        noise v with the conditioning of search noise v % B; the kept one first."""
+        names, paths = [], []
+        for name, path in found.items():
+            if path in paths:
+                names[paths.index(path)] += f" = {name}"
+            else:
+                names.append(name)
+                paths.append(path)
+        before = self.spent
+        z = guard.fresh_noises((self.D,), count, seed, self.z.dtype, self.device)
+        samples = torch.arange(count, device=self.device) % self.B
+        with self._bar(self.N + self.K, f"validation ({count} fresh noises, {len(paths)} schedules)") as bar:
+            teacher = guard.teacher_rollout(self._call, z, samples, self.s, self.opts.float32, bar)
+            x = guard.sample_paths(self._call, z, samples, self.s, paths, self.opts.solver, self.opts.float32, bar)
+        self.stats.validation_rows = self.spent - before
+        return guard.judge(names, paths, x, teacher, ("uniform", "time-shifted (3)", "Euler search"), seed)
+
     # ------------------------------------------------------------------ all of it
     @staticmethod
     def aggregated(paths: torch.Tensor, aggregate: str):
@@ -460,6 +525,9 @@ class Engine:
         """(paths, costs, schedule) of one mode (compat/exact from `saved` levels when resuming)."""
         if opts.mode == "teacher":
             paths, costs = self.teacher_paths(T, V, opts)
+        elif opts.validate and saved is None:
+            paths, schedule = self.guarded(T, opts)
+            return paths, torch.full((1,), math.nan, dtype=torch.float64), schedule
         elif opts.refine and saved is None:
             paths, costs = self.refined(T, opts)
         else:
@@ -479,6 +547,7 @@ class Engine:
                            G=self.groups(opts), dtype=self.z.dtype,
                            H=get_solver(opts.solver).history)
             T, V = saved["T"], saved.get("V")
+            self.spent = self.N * self.B  # row budgets count the teacher's rows, spent before the checkpoint
             self.stats.resumed_from = "the teacher rollout" if saved["phase"] == "teacher" else f"level {saved['level'] - 1}"
         else:
             T, V = self.teacher(keep_velocities=opts.mode == "teacher")
@@ -490,7 +559,8 @@ class Engine:
         paths = paths.tolist()
         for path in paths + ([schedule] if schedule is not None else []):
             self._check_path(path, opts)
-        return paths, costs.tolist(), schedule, opts.mode, opts.aggregate, self.stats
+        aggregate = opts.aggregate if self.guard is None else guard.aggregate_of(self.guard.chosen)
+        return paths, costs.tolist(), schedule, opts.mode, aggregate, self.stats
 
     def _check_path(self, path: list[int], opts: SearchOptions) -> None:
         """A path handed to the user is K grid indices in [1, N], ascending (the drop-ins' compat

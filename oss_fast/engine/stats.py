@@ -35,6 +35,7 @@ class SearchStats:
     refine_band: int = 0
     velocity_cache_hits: int = 0  # refinement: candidate rows answered from the cache
     refine_stopped_by_budget: bool = False  # refinement: a band pass would have passed the row budget
+    validation_rows: int = 0  # the multistep default's guard: rows of its teacher and candidates (in candidate_rows)
 
     def summary(self) -> str:
         extra = "".join([f"; {self.world_size} ranks (this rank's calls)" if self.world_size > 1 else "",
@@ -46,7 +47,8 @@ class SearchStats:
         passes = (f"; refinement passes {self.rows_per_pass} rows"
                   f"{' (stopped at the row budget)' if self.refine_stopped_by_budget else ''}"
                   if self.rows_per_pass else "")
-        return (f"model rows {self.teacher_rows} teacher + {self.candidate_rows} candidates{versus}{passes}; "
+        validation = f" ({self.validation_rows} of them validation)" if self.validation_rows else ""
+        return (f"model rows {self.teacher_rows} teacher + {self.candidate_rows} candidates{validation}{versus}{passes}; "
                 f"{self.teacher_calls} teacher + {self.candidate_calls} candidate calls ({self.padded_rows} padding rows); "
                 f"{self.seconds_total:.2f} s total = teacher {self.seconds_teacher:.2f} + candidates "
                 f"{self.seconds_candidates:.2f} + costs {self.seconds_costs:.2f} + DP {self.seconds_dp:.2f}; "
