@@ -1,15 +1,16 @@
 """The quality tables (`oss-fast quality`): on the bundled models with uniform and shifted grids,
 
 * Euler: every mode and aggregation of the search against uniform and time-shifted steps;
-* solvers (`--solvers`): for each multistep solver, the published Euler search's schedule (Euler-OSS)
-  sampled with Euler and with the solver, uniform and shifted steps with the solver, and the
-  solver-aware searches;
+* solvers (`--solvers`): for each multistep solver, the standard schedules sampled with it (uniform
+  and time-shifted steps, the Euler search's schedule -- the Euler default's -- and the published
+  Euler search's), the default (the guarded search) and the searches it is built from, then a summary
+  of the default against the best standard schedule on each measure;
 * transfer (`--transfer`): a schedule searched on a grid of one shift, carried to a grid of another
   (Schedule.for_shift: flow times snapped; Schedule.reshift: through un-shifted time, then snapped)
   against a fresh search on the target grid and the target grid's uniform steps.
 
-Every cell reports both PSNRs to the teacher (report.errors): of the MSE over the held-out noises,
-and the mean of the per-noise PSNRs.
+Every cell reports the PSNRs to the teacher on held-out noises (oss_fast.metrics): the mean of the
+per-noise PSNRs, the PSNR of the mean MSE, and the 10th percentile and minimum of the per-noise PSNRs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .grid import shifted_steps, uniform_steps
 from .progress import progress
 from .report import errors, markdown_table, teacher_samples
 from .schedule import Schedule
-from .zoo import load_model, noises
+from .zoo import BUNDLED, load_model, noises
 
 METHODS = [  # (label, search options); None: a fixed schedule. Full searches unless refined.
     ("uniform", None),
@@ -35,15 +36,17 @@ METHODS = [  # (label, search options); None: a fixed schedule. Full searches un
     ("compat, median, refined (the default)", dict()),
 ]
 MULTISTEP = ("ab2", "dpmpp_2m", "unipc")
-SOLVER_METHODS = [  # (label, what the schedule is): fixed schedules, Euler-OSS, or a solver-aware search
+STANDARDS = ("uniform", "shifted(3)", "Euler search's schedule")  # what the default must not fall below
+SOLVER_METHODS = [  # (label, what the schedule is): fixed schedules, Euler searches' schedules, or a search
     ("uniform", "uniform"),
     ("shifted(3)", "shifted"),
-    ("Euler-OSS schedule", "euler-oss"),
-    ("search exact, joint_rms", dict(mode="exact", aggregate="joint_rms", refine=False)),
-    ("search compat, joint_rms", dict(mode="compat", aggregate="joint_rms", refine=False)),
-    ("search compat, joint", dict(mode="compat", aggregate="joint", refine=False)),
-    ("search teacher, joint_rms", dict(mode="teacher", aggregate="joint_rms")),
+    ("Euler search's schedule", dict(solver="euler")),  # the Euler default: refined compat/median
+    ("Euler-OSS (published) schedule", dict(solver="euler", mode="compat", aggregate="median", refine=False)),
+    ("the default (guarded)", dict()),
+    ("refined joint_rms, no guard", dict(aggregate="joint_rms", validate=False)),
+    ("full compat joint", dict(mode="compat", aggregate="joint", refine=False)),
 ]
+MEASURES = (("mean psnr", "mean_psnr"), ("psnr", "psnr"), ("p10 psnr", "p10_psnr"), ("min psnr", "min_psnr"))
 GRIDS = [("uniform grid", 1.0), ("shifted grid (3)", 3.0)]
 
 
@@ -67,12 +70,12 @@ class Bench:
 
 
 def _put(row: dict, K: int, result: dict) -> None:
-    row[f"psnr K={K}"] = result["psnr"]
-    row[f"mean psnr K={K}"] = result["mean_psnr"]
+    for column, key in MEASURES:
+        row[f"{column} K={K}"] = result[key]
 
 
 def quality_rows(bench: Bench, ks, bar=None) -> list[dict]:
-    """The Euler table: one row per method, both PSNRs per K."""
+    """The Euler table: one row per method, every measure and the model rows per K."""
     rows = {label: dict(method=label) for label, _ in METHODS}
     grid = bench.model.fm_steps
     for K in ks:
@@ -91,29 +94,55 @@ def quality_rows(bench: Bench, ks, bar=None) -> list[dict]:
     return list(rows.values())
 
 
-def solver_rows(bench: Bench, ks, solvers=MULTISTEP, bar=None) -> list[dict]:
-    """The solver table: Euler-OSS with Euler, then per solver one row per SOLVER_METHODS entry."""
+def _rows_per_noise(res, B: int) -> int:
+    """Model rows per search noise, the teacher's and the validation's included."""
+    return (res.stats.candidate_rows + res.stats.teacher_rows) // B
+
+
+def solver_rows(bench: Bench, ks, solvers=MULTISTEP, bar=None) -> tuple[list, list]:
+    """(table, summary). table: per solver one row per SOLVER_METHODS entry (the Euler searches' schedules
+    are searched once per K and sampled with each solver), each measure and the model rows per K.
+    summary: per solver and K, the default's lead over the best standard schedule on each measure
+    (negative: below it), the candidate its guard kept and its rows against the published search's."""
     grid = bench.model.fm_steps
-    rows = {("euler", "Euler-OSS schedule"): dict(solver="euler", method="Euler-OSS schedule")}
+    B, N = bench.z.shape[0], len(grid) - 1
+    rows = {("euler", label): dict(solver="euler", method=label) for label, _ in SOLVER_METHODS[2:4]}
     rows.update({(solver, label): dict(solver=solver, method=label) for solver in solvers
                  for label, _ in SOLVER_METHODS})
+    summary = []
     for K in ks:
-        euler_oss = bench.search(K, mode="compat", aggregate="median", refine=False)  # the published search
-        _put(rows[("euler", "Euler-OSS schedule")], K, bench.score(euler_oss))
+        euler = {label: bench.searched(K, **what) for label, what in SOLVER_METHODS[2:4]}
+        for label, res in euler.items():  # the Euler searches' schedules sampled with Euler itself
+            _put(rows[("euler", label)], K, bench.score(res.schedule))
+            rows[("euler", label)][f"rows K={K}"] = _rows_per_noise(res, B)
+        published_with_euler = rows[("euler", "Euler-OSS (published) schedule")][f"mean psnr K={K}"]
         for solver in solvers:
+            scores = {}
             for label, what in SOLVER_METHODS:
+                row = rows[(solver, label)]
                 if what == "uniform":
-                    steps = uniform_steps(grid, K)
+                    steps, spent = uniform_steps(grid, K), 0
                 elif what == "shifted":
-                    steps = shifted_steps(grid, K)
-                elif what == "euler-oss":
-                    steps = euler_oss
+                    steps, spent = shifted_steps(grid, K), 0
                 else:
-                    steps = bench.search(K, solver=solver, **what)
-                _put(rows[(solver, label)], K, bench.score(steps, solver))
+                    res = euler[label] if label in euler else bench.searched(K, solver=solver, **what)
+                    steps, spent = res.schedule, _rows_per_noise(res, B)
+                    if label == "the default (guarded)":
+                        kept = res.guard.chosen if res.guard is not None else "(no guard)"
+                scores[label] = bench.score(steps, solver)
+                _put(row, K, scores[label])
+                row[f"rows K={K}"] = spent
                 if bar is not None:
                     bar.update()
-    return list(rows.values())
+            default = scores["the default (guarded)"]
+            entry = dict(solver=solver, K=K, kept=kept,
+                         **{"rows / published": rows[(solver, "the default (guarded)")][f"rows K={K}"] / (N * (K + 1))})
+            for column, key in MEASURES[:3]:
+                entry[f"{column} lead"] = default[key] - max(scores[label][key] for label in STANDARDS)
+            entry["within 0.3 dB"] = "yes" if min(entry[f"{c} lead"] for c, _ in MEASURES[:3]) >= -0.3 else "no"
+            entry["mean psnr over Euler-OSS with Euler"] = default["mean_psnr"] - published_with_euler
+            summary.append(entry)
+    return [rows[key] for key in rows], summary
 
 
 TRANSFER_SHIFTS = (1.0, 3.0, 6.0)
@@ -160,23 +189,34 @@ def transfer_table(models=("digits", "gaussian_mixture"), teacher_steps: int = 1
     return "\n\n".join(parts)
 
 
-def quality_table(models=("digits", "gaussian_mixture"), teacher_steps: int = 100, ks=(5, 10),
-                  search_samples: int = 32, eval_samples: int = 64, show: bool = True,
-                  solvers: bool = False) -> str:
-    """Markdown: one table per model and grid (Euler modes, or with solvers=True the solver table);
-    both PSNRs (dB) to the teacher per K."""
-    measures = ("mean psnr", "psnr") if solvers else ("mean psnr", "psnr", "rows")
-    columns = [f"{m} K={K}" for K in ks for m in measures]
+SOLVER_SUMMARY_COLUMNS = ["solver", "K", "kept", "mean psnr lead", "psnr lead", "p10 psnr lead", "within 0.3 dB",
+                          "rows / published", "mean psnr over Euler-OSS with Euler"]
+
+
+def quality_table(models=BUNDLED, teacher_steps: int = 100, ks=(5, 10), search_samples: int | None = None,
+                  eval_samples: int = 64, show: bool = True, solvers: bool = False) -> str:
+    """Markdown: one table per model and grid (Euler modes, or with solvers=True the solver table and
+    its summary); each measure (dB) to the teacher per K. Search noises: 32 (Euler), 16 (solvers)."""
+    search_samples = search_samples or (16 if solvers else 32)
+    columns = [f"{m} K={K}" for K in ks for m in [c for c, _ in MEASURES] + ["rows"]]
     columns = (["solver", "method"] if solvers else ["method"]) + columns
     parts = [f"PSNR (dB) to the {teacher_steps}-step Euler teacher on {eval_samples} held-out noises (seed 1000): "
-             f"'mean psnr' averages the per-noise PSNRs, 'psnr' is that of the MSE over all noises; searches on "
-             f"{search_samples} noises (seed 0)" + ("." if solvers else f"; 'rows': model rows per search noise, the "
-             f"teacher's included (the published search spends {teacher_steps} (K + 1)).")]
+             f"'mean psnr' averages the per-noise PSNRs, 'psnr' is that of the MSE over all noises, 'p10 psnr' and "
+             f"'min psnr' are the 10th percentile and the minimum of the per-noise PSNRs; searches on {search_samples} "
+             f"noises (seed 0); 'rows': model rows per search noise, the teacher's (and the guard's validation) "
+             f"included (the published search spends {teacher_steps} (K + 1))."]
+    if solvers:
+        parts.append(f"Summary rows: the default's lead (dB) over the best of {', '.join(STANDARDS)} sampled with the "
+                     "same solver, on each measure (negative: below it); 'kept': the candidate its guard kept.")
     per_grid = len(ks) * (len(MULTISTEP) * len(SOLVER_METHODS) if solvers else len(METHODS))
     with torch.no_grad(), progress(len(models) * len(GRIDS) * per_grid, "quality", enabled=show) as bar:
         for name in models:
             for grid_label, shift in GRIDS:
                 bench = Bench(name, shift, teacher_steps, search_samples, eval_samples)
-                rows = solver_rows(bench, ks, bar=bar) if solvers else quality_rows(bench, ks, bar)
-                parts.append(f"**{name}, {grid_label}**\n\n" + markdown_table(rows, columns))
+                if solvers:
+                    rows, summary = solver_rows(bench, ks, bar=bar)
+                    parts.append(f"**{name}, {grid_label}**\n\n" + markdown_table(rows, columns) + "\n\n"
+                                 + markdown_table(summary, SOLVER_SUMMARY_COLUMNS))
+                else:
+                    parts.append(f"**{name}, {grid_label}**\n\n" + markdown_table(quality_rows(bench, ks, bar), columns))
     return "\n\n".join(parts)
