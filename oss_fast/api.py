@@ -126,7 +126,7 @@ def _execute(model, z, cond, opts, model_kwargs, per_sample_kwargs=None, checkpo
     engine = Engine(model, z, inputs, opts, comm, saver, resume)
     paths, costs, schedule, mode, aggregate, stats = engine.run()
     return SearchResult(steps=paths, schedule=schedule, stats=stats, mode=mode, aggregate=aggregate,
-                        teacher_steps=opts.teacher_steps, solver=opts.solver, costs=costs, guard=engine.guard)
+                        teacher_steps=opts.teacher_steps, solver=opts.solver, costs=costs, guard=engine.guard_report)
 
 
 def schedule_steps(schedule: Schedule, grid: torch.Tensor) -> list[int]:

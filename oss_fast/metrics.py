@@ -13,9 +13,6 @@ import math
 
 import torch
 
-MEASURES = ("mean_psnr", "psnr", "p10_psnr")  # what a schedule must not lose on (min_psnr: one seed, reported only)
-
-
 def sample_errors(x: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Per-sample MSEs [n] of samples x [n, ...] against the teacher's, in float64."""
     return ((x.double() - teacher.double()) ** 2).flatten(1).mean(1)
@@ -26,13 +23,18 @@ def peak(teacher: torch.Tensor) -> float:
     return float(teacher.max() - teacher.min()) ** 2
 
 
+def psnr_measures(errors: torch.Tensor, peak_value: float) -> torch.Tensor:
+    """[..., 3]: the mean PSNR, the PSNR of the mean MSE and the 10th-percentile PSNR (linear
+    interpolation, numpy's default) of per-sample MSEs [..., n]."""
+    psnrs = 10 * torch.log10(peak_value / errors)  # +inf where a sample is exact
+    p10 = torch.quantile(psnrs.clamp(max=1e300), 0.1, dim=-1)  # interpolating with +inf would give NaN
+    return torch.stack([psnrs.mean(-1), 10 * torch.log10(peak_value / errors.mean(-1)),
+                        torch.where(p10 >= 1e300, math.inf, p10)], -1)
+
+
 def psnr_summary(per_sample: torch.Tensor, peak_value: float) -> dict:
-    """From per-sample MSEs [n] and R^2: the MSE, the PSNR of the MSE, and the mean, 10th percentile
-    (linear interpolation, numpy's default) and minimum of the per-sample PSNRs."""
+    """From per-sample MSEs [n] and R^2: the MSE, the three psnr_measures and the minimum per-sample PSNR."""
     per_sample = per_sample.double()
-    mse = float(per_sample.mean())
-    psnrs = 10 * torch.log10(peak_value / per_sample)  # +inf where a sample is exact
-    p10 = float(torch.quantile(psnrs.clamp(max=1e300), 0.1))  # interpolating with +inf would give NaN
-    return dict(mse=mse, psnr=10 * math.log10(peak_value / mse) if mse > 0 else math.inf,
-                mean_psnr=float(psnrs.mean()), p10_psnr=math.inf if p10 >= 1e300 else p10,
-                min_psnr=float(psnrs.min()))
+    mean_psnr, psnr, p10_psnr = psnr_measures(per_sample, peak_value).tolist()
+    return dict(mse=float(per_sample.mean()), psnr=psnr, mean_psnr=mean_psnr, p10_psnr=p10_psnr,
+                min_psnr=float(10 * torch.log10(peak_value / per_sample.max())))

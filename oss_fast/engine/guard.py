@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..metrics import peak, psnr_summary, sample_errors
+from ..metrics import peak, psnr_measures, psnr_summary, sample_errors
 from ..ops import euler_rows
 from ..solvers import Trajectory
 
@@ -108,13 +108,6 @@ def sample_paths(call, z: torch.Tensor, samples: torch.Tensor, s: torch.Tensor, 
     return trajectory.x.reshape(P, V, -1)
 
 
-def _measures(errors: torch.Tensor, peak_value: float) -> torch.Tensor:
-    """[..., 3]: mean PSNR, PSNR of the mean MSE and 10th-percentile PSNR of per-noise MSEs [..., V]."""
-    psnrs = 10 * torch.log10(peak_value / errors.clamp_min(1e-300))
-    return torch.stack([psnrs.mean(-1), 10 * torch.log10(peak_value / errors.mean(-1).clamp_min(1e-300)),
-                        torch.quantile(psnrs, 0.1, dim=-1)], -1)
-
-
 def judge(names: list, paths: list, samples: torch.Tensor, teacher: torch.Tensor, standards, seed: int = 0) -> list:
     """Verdicts of the candidates (samples [P, V, D] against teacher [V, D]), the kept one first (see
     the module's docstring); `standards`: the names of the standard schedules (a merged name such as
@@ -124,7 +117,7 @@ def judge(names: list, paths: list, samples: torch.Tensor, teacher: torch.Tensor
     V = errors.shape[1]
     gen = torch.Generator().manual_seed(seed)
     picks = torch.randint(0, V, (RESAMPLES, V), generator=gen)
-    resampled = _measures(errors[:, picks], R2)  # [P, RESAMPLES, 3]
+    resampled = psnr_measures(errors[:, picks].clamp_min(1e-300), R2)  # [P, RESAMPLES, 3], finite
     is_standard = [any(part in standards for part in name.split(" = ")) for name in names]
     best = resampled[torch.tensor(is_standard)].max(0).values  # [RESAMPLES, 3]
     low = torch.quantile(resampled - best, QUANTILE, dim=1)  # [P, 3]

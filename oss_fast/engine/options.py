@@ -174,20 +174,17 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
 def _validation(validate, multistep: bool, refine: bool, mode: str, aggregate: str, solver: str, z):
     """(guard on, its noise count or None for automatic) from the validate option: None is the
     default (on for the refined compat/exact searches of multistep solvers), True/False, or a count."""
+    applies = multistep and refine and mode in ("compat", "exact") and aggregate != "per_sample"
     if validate is None:
-        on = multistep and refine and mode in ("compat", "exact") and aggregate != "per_sample"
-        if on and not _standard_normal(z):
+        if applies and not _standard_normal(z):
             warnings.warn("z is not standard normal, so the validation guard of the multistep default (fresh "
                           "standard-normal noises) is off; pass validate=False to silence this", stacklevel=3)
             return False, None
-        return on, None
-    if isinstance(validate, bool):
-        count = None
-    else:
-        count = _positive_int("validate", validate)
+        return applies, None
     if validate is False:
         return False, None
-    if not (multistep and refine and mode in ("compat", "exact")) or aggregate == "per_sample":
+    count = None if validate is True else _positive_int("validate", validate)
+    if not applies:
         raise ValueError(f"validate guards the refined compat/exact search of a multistep solver with one schedule "
                          f"for all noises; got solver {solver!r}, mode {mode!r}, refine={refine}, aggregate {aggregate!r}")
     if not _standard_normal(z):

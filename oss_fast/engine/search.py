@@ -107,7 +107,7 @@ class Engine:
         self.resume = resume
         self.stats = SearchStats(chunk=opts.chunk, samples=self.B, world_size=self.comm.size)
         self.spent = 0  # model rows evaluated so far by all ranks together, the teacher's included
-        self.guard = None  # the validation guard's report, when it ran
+        self.guard_report = None  # the validation guard's report, when it ran
         self.selection = CostSelection(self.shape, opts, self.device)
 
     # ------------------------------------------------------------------ helpers
@@ -489,7 +489,7 @@ class Engine:
         found["time-shifted (3)"] = shifted_steps(s, self.K)
         count = opts.validation_noises or min(4 * self.B, max(self.B, (published - self.spent) // per_noise))
         verdicts = self.validation(found, count, opts.seed + guard.SEED_OFFSET)
-        self.guard = guard.GuardReport(chosen=verdicts[0].name, noises=count, verdicts=verdicts)
+        self.guard_report = guard.GuardReport(chosen=verdicts[0].name, noises=count, verdicts=verdicts)
         return torch.tensor([verdicts[0].steps]), verdicts[0].steps
 
     def validation(self, found: dict, count: int, seed: int) -> list:
@@ -559,7 +559,7 @@ class Engine:
         paths = paths.tolist()
         for path in paths + ([schedule] if schedule is not None else []):
             self._check_path(path, opts)
-        aggregate = opts.aggregate if self.guard is None else guard.aggregate_of(self.guard.chosen)
+        aggregate = opts.aggregate if self.guard_report is None else guard.aggregate_of(self.guard_report.chosen)
         return paths, costs.tolist(), schedule, opts.mode, aggregate, self.stats
 
     def _check_path(self, path: list[int], opts: SearchOptions) -> None:
