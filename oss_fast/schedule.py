@@ -30,10 +30,12 @@ import numpy as np
 import torch
 
 from ._version import __version__
+from .files import read_bounded, write_atomic
 from .grid import (DYNAMIC_SHIFT_KEYS, MAX_STEPS, describe_grid, grid_index, image_seq_len, scheduler_mu, shifted_grid,
                    size_mu, size_shift, snap_steps, time_shift, time_unshift)
 
 FORMAT = "oss_fast.schedule/1"
+MAX_FILE_BYTES = 16 << 20  # a schedule is kilobytes (a 10,000-step grid about 250 KB): room to spare, not a device
 PARAMETERIZATIONS = ("flow", "ddpm")
 # the samplers a schedule can be for (oss_fast.solvers defines them; the names are kept here so that
 # a Schedule stays a plain value, and a test keeps the two lists equal)
@@ -318,20 +320,16 @@ class Schedule:
         meta = self.metadata
         meta.setdefault("oss_fast_version", __version__)
         meta.setdefault("date", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-            f.write("\n")
+        write_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path) -> "Schedule":
         """A schedule from JSON, validated field by field: ValueError naming what is wrong."""
+        text = read_bounded(path, MAX_FILE_BYTES, "schedule file")
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f, parse_constant=_refuse_constant)
+            data = json.loads(text.decode("utf-8"), parse_constant=_refuse_constant)
         except RecursionError:
             raise ValueError(f"{path} is not a schedule file (nested too deeply)") from None
-        except OSError as err:
-            raise ValueError(f"cannot read schedule file {path} ({err.strerror or type(err).__name__})") from None
         except UnicodeDecodeError:
             raise ValueError(f"{path} is not a schedule file (not UTF-8 text)") from None
         except json.JSONDecodeError as err:

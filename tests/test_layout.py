@@ -2,7 +2,7 @@
 
     cli → quality → report → public API (dropin, package __init__, api) → engine, zoo,
     integrations → presets (published schedules, values) → models, schedule, solvers → ops, dp,
-    grid, metrics → native → csrc (_C), _version
+    grid, metrics → native → csrc (_C), _version, files
 
 A module may import modules of a lower layer and, within its own subpackage (engine/, models/,
 ops/, zoo/), its siblings. reference.py imports nothing of ours.
@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "oss_fast"
 
 LAYERS = {  # top-level module or subpackage -> layer (higher may import lower)
-    "_C": 0, "_version": 0, "progress": 0,
+    "_C": 0, "_version": 0, "progress": 0, "files": 0,
     "native": 1,
     "grid": 2, "ops": 2, "dp": 2, "metrics": 2,
     "models": 3, "schedule": 3, "solvers": 3,

@@ -6,9 +6,7 @@ weights: a changed checkpoint of the same architecture is not detected) and a ch
 itself. On load both are checked and the state's structure is validated (shapes, dtypes, ranges,
 finite values), so an edited or damaged file is refused with a one-line reason, never resumed.
 
-Writes are atomic and never follow a link: the state goes to a new temporary file created
-exclusively next to the target (unique name, O_EXCL), which is renamed over the target and removed
-on every failure path, Ctrl-C included.
+Writes are atomic and never follow a link (files.write_atomic, as every file oss_fast writes).
 """
 
 from __future__ import annotations
@@ -16,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 
 import torch
+
+from ..files import write_atomic
 
 PHASES = ("teacher", "levels")
 
@@ -145,15 +144,4 @@ class Checkpoint:
             return
         body = dict(state, fingerprint=self.fingerprint)
         body["checksum"] = _digest(body)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(body, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-
+        write_atomic(self.path, lambda f: torch.save(body, f))
