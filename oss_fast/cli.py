@@ -6,7 +6,7 @@
     oss-fast compare --model digits a.json b.json
     oss-fast sample --model digits --schedule a.json
     oss-fast export a.json --format comfyui --steps 20     # SIGMAS; also json, diffusers
-    oss-fast export flux --format diffusers --size 1024x768 # a published preset, by name
+    oss-fast export flux --format diffusers --steps 20    # a published preset, by name
     oss-fast presets                      # the published schedules
     oss-fast quality                      # the README's quality table
     oss-fast info
@@ -14,12 +14,15 @@
 
 Bad input (unknown model, unreadable file, step counts out of range, an unusable --device, --out
 or --checkpoint) is reported in one line on stderr with exit code 2, before any long work; Ctrl-C
-in one line with exit code 130.
+in one line with exit code 130, removing the output folder the run created if it is still empty.
+Every file is written atomically (oss_fast.files); a run holds its --out folder, so a second run on
+the same folder is refused rather than mixing its files in.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -31,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from . import Schedule, build_info, presets, sample, search
+from .files import folder_lock, write_atomic
 from .quality import quality_table, transfer_table
 from .report import compare, image_grid, plots_missing, steps_on
 from .api import schedule_steps
@@ -55,6 +59,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2**63 - 1], got {text!r}")
     return value
 
 
@@ -93,17 +107,51 @@ def checked_device(text: str) -> str:
     return text
 
 
-def output_folder(path: Path) -> Path:
-    """--out, created now (before any long work) and checked writable."""
+def output_folder(path: Path, args) -> Path:
+    """--out, created now (before any long work), checked writable and held for the rest of the run
+    (a second run on it is refused); the folders created here are removed at the end of the run if
+    they are still empty (Ctrl-C or an error before any output)."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {path} exists and is not a folder")
+    created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"--out {path}: cannot create it ({err.strerror})") from None
+    args.run_stack.callback(remove_if_empty, created)
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"--out {path} is not writable")
+    args.run_stack.enter_context(folder_lock(path))
     return path
+
+
+def remove_if_empty(folders) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the run's outputs), or gone: nothing more to remove above it
+            return
+
+
+def output_file(text: str | None, option: str) -> Path | None:
+    """A file option (--out of export and quality): its folder must exist, and it must not be one."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder, not a file")
+    if not path.absolute().parent.is_dir():
+        raise ValueError(f"{option} {path}: the folder {path.absolute().parent} does not exist")
+    return path
+
+
+def model_of(args, device: str):
+    """The --model, built on the --teacher-steps grid of --shift."""
+    try:
+        return load_model(args.model, args.teacher_steps, args.shift, device)
+    except SystemExit as err:  # a factory that exits would end the command with its code and no word
+        raise ValueError(f"--model {args.model}: the factory called sys.exit({err.code!r}) instead of returning "
+                         "a model") from None
 
 
 def model_name(spec: str) -> str:
@@ -163,15 +211,16 @@ def cmd_search(args) -> int:
         check_checkpoint_path(args.checkpoint)
     elif args.resume:
         raise ValueError("--resume needs --checkpoint FILE")
-    if args.full and (args.stride or args.band):
-        raise ValueError("--stride and --band shape the refinement: leave them out with --full")
+    if (args.full or args.mode == "teacher") and (args.stride or args.band):
+        why = "--full" if args.full else "--mode teacher (it evaluates no candidates, so it does not refine)"
+        raise ValueError(f"--stride and --band shape the refinement: leave them out with {why}")
     refine = args.mode != "teacher" and not args.full
     solver = "" if args.solver == "euler" else f"-{args.solver}"
     out = output_folder(Path(args.out or f"oss_fast_out/{model_name(args.model)}-N{args.teacher_steps}"
                                          f"-K{args.student_steps}{solver}-{args.mode}"
-                                         f"{'-' + args.aggregate if args.aggregate else ''}{'' if refine else '-full'}"))
+                                         f"{'-' + args.aggregate if args.aggregate else ''}{'' if refine else '-full'}"), args)
     rank, device, joined = distributed_rank(args.device)
-    model = load_model(args.model, args.teacher_steps, args.shift, device)
+    model = model_of(args, device)
     z, cond = noises(model, args.samples, args.seed)
     options = {k: v for k, v in dict(aggregate=args.aggregate, stride=args.stride, band=args.band,
                                      validate=False if args.no_validate else None).items() if v is not None}
@@ -183,12 +232,14 @@ def cmd_search(args) -> int:
         dist.destroy_process_group()
     if rank != 0:  # every rank holds the same result; one writes it
         return 0
-    schedule = Schedule.from_search(res, model, seeds=[args.seed], metadata=dict(samples=args.samples,
-                                                                                 shift=args.shift))
-    schedule.save(out / "schedule.json")
+    meta = dict(samples=args.samples, shift=args.shift)
     print(f"model {args.model}: teacher steps {args.teacher_steps}, student steps {args.student_steps}, "
           f"{args.samples} search noise(s)")
     print(what_ran(res, args, refine))
+    if res.aggregate == "per_sample":
+        return save_per_sample(res, model, args, out, meta)
+    schedule = Schedule.from_search(res, model, seeds=[args.seed], metadata=meta)
+    schedule.save(out / "schedule.json")
     print(f"schedule (grid indices): {schedule.indices}")
     print(f"sigmas: {[round(s, 5) for s in schedule.sigmas]}")
     print(f"search: {res.stats.summary()}")
@@ -199,12 +250,27 @@ def cmd_search(args) -> int:
     return 0
 
 
+def save_per_sample(res, model, args, out: Path, meta: dict) -> int:
+    """--aggregate per_sample: every noise's path as its own schedule file, and no single schedule."""
+    for i, steps in enumerate(res.steps):
+        Schedule.from_search(res, model, sample=i, seeds=[args.seed], metadata=dict(meta, noise=i)).save(
+            out / f"schedule-noise-{i:03d}.json")
+    distinct = len({tuple(steps) for steps in res.steps})
+    print(f"{len(res.steps)} schedules, one per search noise ({distinct} distinct paths), written as "
+          f"schedule-noise-000.json ... schedule-noise-{len(res.steps) - 1:03d}.json; per_sample makes no single "
+          "schedule.json and no comparison: compare some with oss-fast compare FILE..., or search with "
+          "--aggregate median/joint/joint_rms for one schedule")
+    print(f"search: {res.stats.summary()}")
+    print(f"outputs written to {out.resolve()}")
+    return 0
+
+
 def cmd_compare(args) -> int:
     checked_device(args.device)
     schedules = {Path(p).stem if Path(p).stem != "schedule" else Path(p).parent.name: load_schedule(p)
                  for p in args.schedules}
-    out = output_folder(Path(args.out or "oss_fast_out/compare"))
-    model = load_model(args.model, args.teacher_steps, args.shift, args.device)
+    out = output_folder(Path(args.out or "oss_fast_out/compare"), args)
+    model = model_of(args, args.device)
     for name, schedule in schedules.items():
         check_fits(name, schedule, model)
     print_comparison(compare(model, schedules, out, samples=args.samples, seed=args.seed))
@@ -215,13 +281,13 @@ def cmd_compare(args) -> int:
 def cmd_sample(args) -> int:
     checked_device(args.device)
     schedule = load_schedule(args.schedule)
-    out = output_folder(Path(args.out or "oss_fast_out/samples"))
-    model = load_model(args.model, args.teacher_steps, args.shift, args.device)
+    out = output_folder(Path(args.out or "oss_fast_out/samples"), args)
+    model = model_of(args, args.device)
     check_fits(args.schedule, schedule, model)
     z, cond = noises(model, args.samples, args.seed)
     steps = steps_on(schedule, model.fm_steps)
     x = sample(model, z, steps, cond, solver=schedule.solver)
-    torch.save(x, out / "samples.pt")
+    write_atomic(out / "samples.pt", lambda f: torch.save(x, f))
     if hasattr(model, "to_images"):
         if plots_missing():
             print(f"no samples.png: {plots_missing()}")
@@ -232,6 +298,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_quality(args) -> int:
+    out = output_file(args.out, "--out")  # before the table, which takes minutes
     common = dict(teacher_steps=args.teacher_steps, ks=args.ks, eval_samples=args.eval_samples,
                   show=not args.no_progress)
     common.update({k: v for k, v in dict(models=args.models, search_samples=args.search_samples).items()
@@ -240,8 +307,8 @@ def cmd_quality(args) -> int:
         raise ValueError("--solvers and --transfer are two tables: ask for one")
     table = transfer_table(**common) if args.transfer else quality_table(**common, solvers=args.solvers)
     print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
+    if out:
+        write_atomic(out, table + "\n")
     return 0
 
 
@@ -271,10 +338,14 @@ def schedule_or_preset(name: str, steps: int | None) -> Schedule:
 
 
 def cmd_export(args) -> int:
+    out = output_file(args.out, "--out")
     schedule = schedule_or_preset(args.schedule, args.steps)  # the step count first: a shift then snaps it
     if args.size:
         schedule = schedule.for_resolution(*args.size)
     if args.shift is not None:
+        if schedule.grid is not None and len(schedule) > len(schedule.grid) - 1:
+            raise ValueError(f"--shift snaps the steps onto a grid of the schedule's own {len(schedule.grid) - 1} steps, "
+                             f"fewer than --steps {len(schedule)}: export at most {len(schedule.grid) - 1} steps with --shift")
         schedule = schedule.for_shift(args.shift)
     if args.format == "json":
         text = json.dumps(schedule.to_dict(), indent=1)
@@ -284,9 +355,9 @@ def cmd_export(args) -> int:
         text = json.dumps(schedule.sigmas)
     else:
         text = json.dumps(schedule.diffusers_export(), indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-        print(f"{args.format} export of {args.schedule} ({len(schedule)} steps, {schedule.solver}) written to {args.out}")
+    if out:
+        write_atomic(out, text + "\n")
+        print(f"{args.format} export of {args.schedule} ({len(schedule)} steps, {schedule.solver}) written to {out}")
     else:
         print(text)
     return 0
@@ -312,16 +383,27 @@ def check_fits(name: str, schedule: Schedule, model) -> None:
     if schedule.grid is not None and len(schedule.grid) != len(model.fm_steps):
         raise ValueError(f"schedule {name} was searched on a {len(schedule.grid) - 1}-step grid; "
                          f"use --teacher-steps {len(schedule.grid) - 1}")
-    grid = schedule.metadata.get("grid") or {}
+    # metadata is free-form provenance: what it records is used only where it has the expected type
+    grid = recorded(schedule.metadata, "grid", dict) or {}
     try:
         schedule_steps(schedule, torch.as_tensor(model.fm_steps, dtype=torch.float64).cpu())
     except ValueError:
-        hint = f"; use --shift {grid['shift']:g}" if grid.get("kind") == "shifted" else ""
-        raise ValueError(f"schedule {name} was made on another grid than --model's ({grid.get('kind', 'custom')} "
-                         f"grid){hint}") from None
-    made_for, given = schedule.metadata.get("model"), getattr(model, "name", None)
-    if made_for and given and made_for.split("(")[0] != given.split("(")[0]:
+        shift = recorded(grid, "shift", float)
+        hint = f"; use --shift {shift:g}" if recorded(grid, "kind", str) == "shifted" and shift else ""
+        raise ValueError(f"schedule {name} was made on another grid than --model's "
+                         f"({recorded(grid, 'kind', str) or 'custom'} grid){hint}") from None
+    made_for, given = recorded(schedule.metadata, "model", str), getattr(model, "name", None)
+    if made_for and isinstance(given, str) and made_for.split("(")[0] != given.split("(")[0]:
         raise ValueError(f"schedule {name} was searched for model {made_for.split('(')[0]}, not {given.split('(')[0]}")
+
+
+def recorded(metadata: dict, key: str, kind: type):
+    """metadata[key] if it is of the kind (float: a finite real number), else None."""
+    value = metadata.get(key)
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else None
+    return value if isinstance(value, kind) else None
 
 
 def _default_device() -> str:
@@ -361,7 +443,7 @@ def parser() -> argparse.ArgumentParser:
                    help="multistep solvers: skip the guard that judges the searched schedule against the standard "
                         "ones on fresh noises (the default runs it, within the published search's model rows)")
     s.add_argument("--samples", type=positive_int, default=32, help="noises searched on (default 32)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the search noises (held-out: seed + 1000)")
+    s.add_argument("--seed", type=seed_int, default=0, help="seed of the search noises (held-out: seed + 1000)")
     s.add_argument("--eval-samples", type=positive_int, default=64, help="held-out noises of the comparison")
     s.add_argument("--max-batch", type=positive_int, default=None, help="rows per model call")
     s.add_argument("--out", help="output folder (default under ./oss_fast_out)")
@@ -375,7 +457,7 @@ def parser() -> argparse.ArgumentParser:
     model_options(c)
     c.add_argument("schedules", nargs="+", help="schedule JSON files")
     c.add_argument("--samples", type=positive_int, default=64, help="held-out noises")
-    c.add_argument("--seed", type=int, default=1000)
+    c.add_argument("--seed", type=seed_int, default=1000)
     c.add_argument("--out", help="output folder (default ./oss_fast_out/compare)")
     c.set_defaults(run=cmd_compare)
 
@@ -383,7 +465,7 @@ def parser() -> argparse.ArgumentParser:
     model_options(m)
     m.add_argument("--schedule", required=True, help="schedule JSON file")
     m.add_argument("--samples", type=positive_int, default=16)
-    m.add_argument("--seed", type=int, default=1000)
+    m.add_argument("--seed", type=seed_int, default=1000)
     m.add_argument("--out", help="output folder (default ./oss_fast_out/samples)")
     m.set_defaults(run=cmd_sample)
 
@@ -428,7 +510,13 @@ def main(argv=None) -> int:
         sys.path.insert(0, os.getcwd())
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
+        with contextlib.ExitStack() as args.run_stack:  # the output folder's lock and clean-up
+            code = args.run(args)
+        sys.stdout.flush()  # here, where a reader that went away is handled, not at exit
+        return code
+    except BrokenPipeError:  # the reader went away (oss-fast presets | head): stop quietly, as a filter does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141  # 128 + SIGPIPE
     except (ValueError, TypeError, FloatingPointError, OSError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"oss-fast: error: {as_typed(message)}", file=sys.stderr)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .api import sample, schedule_steps
+from .files import write_atomic
 from .metrics import peak, psnr_summary, sample_errors
 from .grid import shifted_steps, uniform_steps
 from .progress import progress
@@ -80,7 +81,7 @@ def _figure(path, rows: int = 1, cols: int = 1, figsize=(6, 4)):
     try:
         yield axes
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        write_atomic(path, lambda f: fig.savefig(f, dpi=120, format="png"))
     finally:
         plt.close(fig)
 
@@ -242,7 +243,7 @@ def _compare(model, schedules, out, samples, seed, first, fixed_kinds, bar) -> C
                                f"and minimum of the per-noise PSNRs",
                         table=markdown_table(rows, ["schedule", "solver", "steps", "mse", "psnr", "mean_psnr", "p10_psnr",
                                                     "min_psnr"]))
-    (out / "compare.md").write_text(f"{result.header}\n\n{result.table}\n")
+    write_atomic(out / "compare.md", f"{result.header}\n\n{result.table}\n")
     result.files.append(out / "compare.md")
     result.note = plots_missing()
     if result.note is None:

@@ -88,6 +88,21 @@ def cli(*args):
     return result.stdout
 
 
+(TMP / "probe_factories.py").write_text("def exits():\n    raise SystemExit(0)\n")
+
+
+def symlinked_output():
+    """sample --out with samples.pt planted as a link to another file: the file must stay as it was."""
+    victim, out = TMP / "victim.txt", TMP / "linked"
+    victim.write_text("keep me")
+    out.mkdir(exist_ok=True)
+    (out / "samples.pt").unlink(missing_ok=True)
+    (out / "samples.pt").symlink_to(victim)
+    cli("sample", "--model", "gaussian_mixture", "--teacher-steps", "4", "--schedule",
+        str(schedule_file(json.dumps(GOOD_SCHEDULE))), "--out", str(out))
+    return victim.read_text() == "keep me" and not (out / "samples.pt").is_symlink()
+
+
 def prefix_case():
     """The drop-ins' teacher_steps < N: the search on the grid's first teacher_steps + 1 points."""
     big = mixture(20)
@@ -352,6 +367,25 @@ CASES = [
         GOOD_SCHEDULE, parameterization="ddpm")))), "--format", "comfyui"), ERROR),
     ("cli", "export: out in a missing folder", lambda: cli("export", "flux", "--out", str(TMP / "no" / "x.json")),
      ERROR),
+    # ---- issue 19: outputs, metadata, messages (cli)
+    ("cli", "seed 1e30", lambda: cli("search", "--seed", "1e30"), ERROR),
+    ("cli", "seed -1", lambda: cli("search", "--seed", "-1"), ERROR),
+    ("cli", "teacher mode with --stride", lambda: cli("search", "--mode", "teacher", "--stride", "2"), ERROR),
+    ("cli", "factory calling sys.exit", lambda: cli("search", "--model", "probe_factories:exits"), ERROR),
+    ("cli", "quality: out in a missing folder", lambda: cli("quality", "--out", str(TMP / "no" / "q.md")), ERROR),
+    ("cli", "export: more steps than the grid, shifted", lambda: cli("export", str(schedule_file(json.dumps(
+        GOOD_SCHEDULE))), "--steps", "8", "--shift", "3"), ERROR),
+    ("cli", "sample: metadata model 5", lambda: "written to" in cli(
+        "sample", "--model", "gaussian_mixture", "--teacher-steps", "4", "--schedule",
+        str(schedule_file(json.dumps(dict(GOOD_SCHEDULE, metadata={"model": 5})))), "--out", str(TMP / "m5")), True),
+    ("cli", "compare: metadata grid a string, other grid", lambda: cli(
+        "compare", "--model", "gaussian_mixture", "--teacher-steps", "4", "--shift", "3",
+        str(schedule_file(json.dumps(dict(GOOD_SCHEDULE, metadata={"grid": "x"})))), "--out", str(TMP / "gs")), ERROR),
+    ("cli", "compare: grid shift 'abc', other grid", lambda: cli(
+        "compare", "--model", "gaussian_mixture", "--teacher-steps", "4", "--shift", "3", str(schedule_file(json.dumps(
+            dict(GOOD_SCHEDULE, metadata={"grid": {"kind": "shifted", "shift": "abc"}})))), "--out", str(TMP / "ga")),
+     ERROR),
+    ("cli", "sample: samples.pt a planted symlink", lambda: symlinked_output(), True),
     ("cli", "the default search", lambda: "refined coarse to fine" in cli(
         "search", "--model", "gaussian_mixture", "--teacher-steps", "40", "--student-steps", "3", "--samples", "2",
         "--no-compare", "--no-progress", "--out", str(TMP / "default")), True),

@@ -271,3 +271,155 @@ def test_export_of_a_schedule_file_in_each_format(tmp_path):
         scheduler = FlowMatchEulerDiscreteScheduler(**flux_config)
         scheduler.set_timesteps(sigmas=np.array(spec["sigmas"]), mu=spec["mu"])
         np.testing.assert_allclose(scheduler.sigmas.numpy(), expected.sigmas, rtol=1e-6, atol=1e-7)
+
+
+def _interrupt(args, cwd, when):
+    """Runs the command, sends Ctrl-C when `when()` holds (a number: after that many seconds)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "oss_fast", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    if isinstance(when, (int, float)):
+        time.sleep(when)
+    else:
+        while not when() and time.time() < deadline:
+            time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stderr
+
+
+def test_ctrl_c_while_importing_is_one_line_and_exit_130(tmp_path):
+    # torch and the package take over a second to import: 0.3 s lands among the imports
+    code, stderr = _interrupt(["search", "--no-progress", "--out", str(tmp_path / "o")], tmp_path, 0.3)
+    assert code == 130 and stderr.strip().splitlines() == ["oss-fast: interrupted"], stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_removes_the_output_folders_the_run_created_while_empty(tmp_path):
+    (tmp_path / "factories.py").write_text(FACTORIES)
+    out = tmp_path / "new" / "run"
+    code, stderr = _interrupt(["search", "--model", "factories:slow", "--teacher-steps", "40", "--no-progress",
+                               "--out", str(out), "--checkpoint", str(tmp_path / "c.ckpt")], tmp_path,
+                              lambda: (tmp_path / "c.ckpt").exists())
+    assert code == 130, stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == ["c.ckpt", "factories.py"]
+
+
+def test_a_second_run_on_the_same_out_folder_is_refused(tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "factories.py").write_text(FACTORIES)
+    out = tmp_path / "o"
+    first = subprocess.Popen([sys.executable, "-m", "oss_fast", "search", "--model", "factories:slow", "--teacher-steps",
+                              "40", "--no-progress", "--out", str(out), "--checkpoint", str(tmp_path / "c.ckpt")],
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "c.ckpt").exists() and time.time() < deadline:  # searching, out held
+            time.sleep(0.05)
+        second = run("search", *SMALL, "--student-steps", "3", "--samples", "2", "--no-compare", "--out", str(out))
+        assert second.returncode == 2
+        assert second.stderr.strip() == f"oss-fast: error: --out {out} is in use by another oss-fast run: wait for " \
+                                        "it or pass another folder"
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=120)
+
+
+def test_outputs_replace_planted_symlinks_instead_of_writing_through_them(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "smp"
+    out.mkdir()
+    (out / "samples.pt").symlink_to(victim)
+    (tmp_path / "export.json").symlink_to(victim)
+    schedule = tmp_path / "s.json"
+    Schedule.from_indices([3, 9, 15], grid=np.linspace(0, 1, 21)).save(schedule)
+    sampled = run("sample", *SMALL, "--schedule", str(schedule), "--samples", "2", "--out", str(out))
+    exported = run("export", str(schedule), "--out", str(tmp_path / "export.json"))
+    assert sampled.returncode == 0 and exported.returncode == 0, sampled.stderr + exported.stderr
+    assert victim.read_text() == "keep me"
+    assert not (out / "samples.pt").is_symlink() and (out / "samples.pt").stat().st_size > 100
+    assert Schedule.load(tmp_path / "export.json") == Schedule.load(schedule)
+
+
+def test_quality_refuses_an_out_file_in_a_missing_folder_before_the_table(tmp_path):
+    result = run("quality", "--models", "gaussian_mixture", "--out", str(tmp_path / "no" / "q.md"))
+    assert result.returncode == 2 and f"the folder {tmp_path / 'no'} does not exist" in result.stderr
+    assert "|" not in result.stdout  # no table was computed first
+
+
+def test_per_sample_saves_every_noises_path(tmp_path):
+    out = tmp_path / "ps"
+    result = run("search", *SMALL, "--student-steps", "3", "--samples", "3", "--aggregate", "per_sample", "--full",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == ["schedule-noise-000.json", "schedule-noise-001.json", "schedule-noise-002.json"]
+    assert "no single schedule.json" in result.stdout
+    import oss_fast
+    from oss_fast.zoo import load_model, noises
+
+    model = load_model("gaussian_mixture", 20)
+    z, cond = noises(model, 3, 0)
+    res = oss_fast.search(model, z, cond, student_steps=3, aggregate="per_sample", refine=False, progress=False)
+    assert [Schedule.load(f).indices for f in files] == res.steps
+    assert [Schedule.load(f).metadata["noise"] for f in files] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("metadata", [{"model": 5}, {"model": ["a"]}, {"grid": "uniform"},
+                                      {"grid": {"kind": "shifted", "shift": "abc"}}])
+def test_free_form_metadata_of_any_type_is_not_trusted(tmp_path, metadata):
+    path = tmp_path / "s.json"
+    Schedule.from_indices([3, 9, 15], grid=np.linspace(0, 1, 21), metadata=metadata).save(path)
+    fits = run("sample", *SMALL, "--schedule", str(path), "--samples", "2", "--out", str(tmp_path / "a"))
+    assert fits.returncode == 0, fits.stderr
+    other_grid = run("compare", *SMALL, "--shift", "3", str(path), "--samples", "2", "--out", str(tmp_path / "b"))
+    assert other_grid.returncode == 2 and len(other_grid.stderr.strip().splitlines()) == 1, other_grid.stderr
+    assert "made on another grid than --model's" in other_grid.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly():
+    proc = subprocess.Popen([sys.executable, "-m", "oss_fast", "presets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # `| head -0`: gone before the first line is written
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and stderr == ""
+
+
+@pytest.mark.parametrize("args,message", [
+    (["search", "--mode", "teacher", "--stride", "2"], "leave them out with --mode teacher"),
+    (["search", "--seed", "1e30"], "--seed: must be a whole number in [0, 2**63 - 1], got '1e30'"),
+    (["search", "--seed", "-1"], "--seed: must be a whole number in [0, 2**63 - 1], got '-1'"),
+    (["search", "--model", "factories:exits"], "--model factories:exits: the factory called sys.exit(0) instead"),
+])
+def test_messages_name_the_option_at_fault(tmp_path, args, message):
+    (tmp_path / "factories.py").write_text(FACTORIES + "\ndef exits():\n    raise SystemExit(0)\n")
+    result = run(*args, "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+
+
+def test_export_with_more_steps_than_the_grid_and_a_shift_says_which_option_to_change(tmp_path):
+    path = tmp_path / "s.json"
+    Schedule.from_indices([3, 9, 15], grid=np.linspace(0, 1, 21)).save(path)
+    result = run("export", str(path), "--steps", "40", "--shift", "3")
+    assert result.returncode == 2 and "--teacher-steps" not in result.stderr
+    assert "export at most 20 steps with --shift" in result.stderr
+
+
+def test_every_example_of_the_commands_docstring_runs(tmp_path):
+    from oss_fast import cli
+
+    examples = [line.split("#")[0].split()[1:] for line in cli.__doc__.splitlines()
+                if line.strip().startswith(("oss-fast export", "oss-fast presets", "oss-fast info"))]
+    assert len(examples) >= 3
+    for args in examples:
+        result = run(*args, cwd=tmp_path) if "a.json" not in args else None
+        if result is not None:
+            assert result.returncode == 0, (args, result.stderr)

@@ -100,3 +100,16 @@ def test_a_locked_folder_refuses_a_second_run(tmp_path):
     with folder_lock(tmp_path):  # released when its holder died
         pass
     assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_just_after_the_rename_stays_a_ctrl_c(tmp_path, monkeypatch):
+    real_replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        real_replace(src, dst)
+        raise KeyboardInterrupt  # the temporary is gone: removing it must not turn this into an OSError
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "c.ckpt", b"state")
+    assert (tmp_path / "c.ckpt").read_bytes() == b"state"
