@@ -110,7 +110,8 @@ def checked_device(text: str) -> str:
 def output_folder(path: Path, args) -> Path:
     """--out, created now (before any long work), checked writable and held for the rest of the run
     (a second run on it is refused); the folders created here are removed at the end of the run if
-    they are still empty (Ctrl-C or an error before any output)."""
+    they are still empty (Ctrl-C or an error before any output). Under torchrun, rank 0 writes the
+    outputs, so it alone holds the folder and cleans up."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {path} exists and is not a folder")
     created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
@@ -118,10 +119,11 @@ def output_folder(path: Path, args) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"--out {path}: cannot create it ({err.strerror})") from None
-    args.run_stack.callback(remove_if_empty, created)
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"--out {path} is not writable")
-    args.run_stack.enter_context(folder_lock(path))
+    if os.environ.get("RANK", "0") == "0":
+        args.run_stack.callback(remove_if_empty, created)
+        args.run_stack.enter_context(folder_lock(path))
     return path
 
 
