@@ -60,7 +60,7 @@ def test_from_sigmas_recovers_grid_indices_and_sampling_follows_them():
     z = model.noise(2, seed=5)
     assert torch.equal(oss_fast.sample(model, z, schedule), oss_fast.sample(model, z, res.schedule))
     other = GaussianMixtureFlow(shape=(2, 4, 4), components=3, teacher_steps=30, shift=1.0, seed=2)
-    with pytest.raises(ValueError, match="another grid"):
+    with pytest.raises(ValueError, match="made on a grid of 30 steps, shifted by 3; the model's grid has 30 steps, uniform"):
         oss_fast.sample(other, z, schedule)
     snapped = schedule.interpolate(7).snap()
     assert len(snapped.indices) <= 7 and all(1 <= i <= 30 for i in snapped.indices)
