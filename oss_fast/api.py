@@ -13,6 +13,8 @@ from .engine.inputs import SampleInputs
 from .engine.options import check_options, model_grid
 from .engine.search import Engine
 from .engine.stats import SearchStats
+from .engine.velocity import check_noise, check_velocity, first_non_finite
+from .grid import describe_grid, index_list
 from .schedule import Schedule
 from .solvers import Trajectory, get_solver
 
@@ -130,15 +132,65 @@ def _execute(model, z, cond, opts, model_kwargs, per_sample_kwargs=None, checkpo
 
 
 def schedule_steps(schedule: Schedule, grid: torch.Tensor) -> list[int]:
-    """The grid indices of a Schedule, checked against the model's grid."""
+    """The grid indices of a Schedule, checked against the model's grid (float64 [N + 1]): the
+    schedule's own grid must be it; a schedule that records indices but no grid must have its sigmas
+    at those indices of the model's grid."""
     if schedule.indices is None:
         raise ValueError("this schedule has no grid indices (interpolated?): use schedule.snap(model.fm_steps), "
                          "or export it to diffusers")
-    if schedule.grid is not None and (len(schedule.grid) != grid.numel() or not torch.allclose(
-            torch.tensor(schedule.grid, dtype=torch.float64), grid, rtol=0, atol=1e-9)):
-        raise ValueError(f"the schedule was made on another grid ({schedule.metadata.get('grid', 'unknown')}) "
-                         f"than the model's ({grid.numel() - 1} steps): snap it with schedule.snap(model.fm_steps)")
+    N = grid.numel() - 1
+    if schedule.grid is not None:
+        if len(schedule.grid) != grid.numel() or not torch.allclose(
+                torch.tensor(schedule.grid, dtype=torch.float64), grid, rtol=0, atol=1e-9):
+            raise ValueError(_other_grid(schedule, grid, f"the schedule was made on a grid of "
+                                                         f"{_grid_words(describe_grid(schedule.grid))}"))
+        return schedule.indices
+    top_down = list(reversed(schedule.indices))
+    if top_down[0] > N:
+        raise ValueError(_other_grid(schedule, grid, f"the schedule's grid indices {schedule.indices} reach beyond "
+                                                     f"the model's {N}-step grid"))
+    sigmas = torch.tensor(schedule.sigmas[:-1], dtype=torch.float64)
+    at = grid[top_down]
+    if not bool(((at - sigmas).abs() <= 1e-6 * sigmas.clamp(min=1.0)).all()):
+        raise ValueError(_other_grid(schedule, grid, f"the schedule's sigmas {_rounded(sigmas)} are not the model "
+                                                     f"grid's at its indices {schedule.indices} ({_rounded(at)})"))
     return schedule.indices
+
+
+def _grid_words(description: dict) -> str:
+    kind = description["kind"]
+    shape = f"shifted by {description['shift']:g}" if kind == "shifted" else kind
+    return f"{description['teacher_steps']} steps, {shape}"
+
+
+def _rounded(values: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values.tolist()[:8]) + (", ...]" if values.numel() > 8 else "]")
+
+
+def _other_grid(schedule: Schedule, grid: torch.Tensor, what: str) -> str:
+    """One line: what disagrees, the model's grid, and how to carry the schedule onto it."""
+    model = describe_grid(grid)
+    N = model["teacher_steps"]
+    hint = "schedule.snap(model.fm_steps) (the nearest grid points)"
+    if schedule.parameterization == "flow" and schedule.dynamic_shift is None and model["kind"] != "custom":
+        a = model.get("shift", 1.0)
+        hint = (f"schedule.for_shift({a:g}, teacher_steps={N}) (`oss-fast export --shift {a:g}`: its flow times "
+                f"onto the model's grid) or {hint}")
+    return f"{what}; the model's grid has {_grid_words(model)}: carry the schedule over with {hint}"
+
+
+def _checked_steps(steps, N: int, repeats: bool) -> list[int]:
+    """steps as grid indices in [1, N], strictly ascending (non-decreasing where repeats are allowed)."""
+    steps = index_list(steps, "steps")
+    if not steps or steps[0] < 1 or steps[-1] > N:
+        raise ValueError(f"steps must be grid indices in [1, {N}], got {steps}")
+    if any(b < a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"steps must be ascending grid indices (as a search returns them), got {steps}")
+    if not repeats and any(b == a for a, b in zip(steps, steps[1:])):
+        repeated = next(a for a, b in zip(steps, steps[1:]) if a == b)
+        raise ValueError(f"steps repeat grid index {repeated} ({steps}): a repeated index is a zero-length step "
+                         "(multistep solvers divide by it); give distinct ascending grid indices")
+    return steps
 
 
 @torch.no_grad()
@@ -146,20 +198,34 @@ def sample(model, z: torch.Tensor, steps, cond=None, *, solver: str | None = Non
            model_kwargs: dict | None = None, max_amp=None, min_amp=None) -> torch.Tensor:
     """The solver from the noise z along [0] + steps, last index first (DESIGN §3.4, §3.5).
 
-    steps: grid indices (ascending, as a search returns them) or a Schedule made on the model's grid.
+    steps: distinct grid indices in [1, N], ascending (as a search returns them; each an integer:
+        Python or numpy ints, not floats or strings), or a Schedule made on the model's grid.
     solver: "euler", "ab2", "dpmpp_2m" or "unipc" (default: the Schedule's solver, else Euler).
     With max_amp/min_amp (sequences indexed by grid index - 1), each sample's 5% and 95% quantiles
     are mapped affinely onto min_amp[i-1], max_amp[i-1] before the call at grid index i.
+    The inputs are checked as the search checks them (engine/velocity.py): z a finite real floating
+    tensor [B, ...], and every velocity a finite real floating tensor of z's exact shape; a step whose
+    velocity fails is named.
     """
+    return _sample(model, z, steps, cond, solver, float32, model_kwargs, max_amp, min_amp, repeats=False)
+
+
+@torch.no_grad()
+def published_sample(model, z: torch.Tensor, steps, cond=None, *, solver: str | None = None, float32: bool = True,
+                     model_kwargs: dict | None = None, max_amp=None, min_amp=None) -> torch.Tensor:
+    """The drop-ins' sampling (infer_OSS): as `sample`, except that steps may repeat a grid index, as
+    the published compat search returns them for K >= N (a zero-length step)."""
+    return _sample(model, z, steps, cond, solver, float32, model_kwargs, max_amp, min_amp, repeats=True)
+
+
+def _sample(model, z, steps, cond, solver, float32, model_kwargs, max_amp, min_amp, repeats: bool) -> torch.Tensor:
+    check_noise(z)
     s = model_grid(model)
     if isinstance(steps, Schedule):
         solver = solver or steps.solver
         steps = schedule_steps(steps, s)
     solver = get_solver(solver or "euler")
-    steps = [int(i) for i in steps]
-    # non-decreasing: compat schedules with K > N repeat indices (a zero-length step)
-    if not steps or any(b < a for a, b in zip([1] + steps, steps)) or steps[-1] >= s.numel():
-        raise ValueError(f"steps must be non-decreasing grid indices in [1, {s.numel() - 1}], got {steps}")
+    steps = _checked_steps(steps, s.numel() - 1, repeats)
     if (max_amp is None) != (min_amp is None):
         raise ValueError("give both max_amp and min_amp, or neither")
     B = z.shape[0]
@@ -167,10 +233,12 @@ def sample(model, z: torch.Tensor, steps, cond=None, *, solver: str | None = Non
     cond, kwargs = inputs.rows(torch.arange(B, device=z.device))
     s = s.to(z.device)
     path = [0] + steps
+    K = len(steps)
     trajectory = Trajectory(solver, z, s[path[-1]], float32)
     x = z
-    for n in range(len(path) - 1, 0, -1):
+    for n in range(K, 0, -1):
         i, j = path[n], path[n - 1]
+        step = f"at step {K - n + 1} of {K} (grid index {i}"
         if max_amp is not None:
             flat = x.reshape(B, -1)
             hi = torch.quantile(flat, 0.95, dim=1)
@@ -180,5 +248,9 @@ def sample(model, z: torch.Tensor, steps, cond=None, *, solver: str | None = Non
             view = (B,) + (1,) * (x.dim() - 1)
             x = trajectory.x = scale.reshape(view) * x + shift.reshape(view)
         v = model(x, torch.full((B,), i, dtype=torch.long, device=z.device), cond, kwargs)
+        check_velocity(v, x.shape, lambda: step + ")")
+        bad = first_non_finite(v)
+        if bad is not None:
+            raise FloatingPointError(f"the model returned NaN or inf {step}, sample {bad})")
         x = trajectory.step(v, s[j])
     return x

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from . import dp
-from .api import published_search, sample
+from .api import published_sample, published_search
 
 
 def _check_batch(z, batch_size):
@@ -54,7 +54,7 @@ def infer_OSS(oss_steps, model, z, class_emb, device, renorm_flag=False, max_amp
               float32=True, model_kwargs=None):
     """Euler along [0] + oss_steps from the noise z (with amplitude calibration if renorm_flag)."""
     amps = (max_amp, min_amp) if renorm_flag else (None, None)
-    return sample(model, _to(z, device), oss_steps, class_emb, float32=float32, model_kwargs=model_kwargs,
+    return published_sample(model, _to(z, device), oss_steps, class_emb, float32=float32, model_kwargs=model_kwargs,
                   max_amp=amps[0], min_amp=amps[1])
 
 

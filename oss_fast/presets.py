@@ -85,10 +85,10 @@ def get(name: str, steps: int | None = None) -> Schedule:
     p = _record(name)
     metadata = dict(preset=p.name, model=p.model, source=p.source, steps=p.steps, shift=p.shift, note=p.note)
     values = np.array(p.published)
+    steps = None if steps is None else check_steps(steps)
     if steps is not None and steps != p.steps:
-        check_steps(steps)
         values = np.exp(np.interp(np.linspace(0, 1, steps + 1), np.linspace(0, 1, len(values)), np.log(values)))
-        metadata.update(steps=int(steps), interpolated_from=p.steps)
+        metadata.update(steps=steps, interpolated_from=p.steps)
     return Schedule(values[:-1].tolist() + [0.0], parameterization="flow", metadata=metadata, solver="euler",
                     shift=p.shift)
 

@@ -31,8 +31,9 @@ import torch
 
 from ._version import __version__
 from .files import read_bounded, write_atomic
-from .grid import (DYNAMIC_SHIFT_KEYS, MAX_STEPS, describe_grid, grid_index, image_seq_len, scheduler_mu, shifted_grid,
-                   size_mu, size_shift, snap_steps, time_shift, time_unshift)
+from .grid import (MAX_STEPS, TINY, check_dynamic_shift_rule, describe_grid, grid_index, image_seq_len, index_list,
+                   mu_shift, positive_real, scheduler_mu, shifted_grid, size_mu, size_shift, snap_steps, time_shift,
+                   time_unshift, whole_number)
 
 FORMAT = "oss_fast.schedule/1"
 MAX_FILE_BYTES = 16 << 20  # a schedule is kilobytes (a 10,000-step grid about 250 KB): room to spare, not a device
@@ -59,12 +60,7 @@ def _floats(values, name: str = "values") -> list[float]:
 
 
 def _indices(values, K: int, grid_len: int | None) -> list[int]:
-    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
-        raise ValueError(f"indices must be a list of ints, got {type(values).__name__}")
-    values = list(values)
-    if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in values):
-        raise ValueError(f"indices must be ints, got {values}")
-    indices = [int(i) for i in values]
+    indices = index_list(values)
     if len(indices) != K:
         raise ValueError(f"{K} steps need {K} indices, got {len(indices)}")
     high = grid_len - 1 if grid_len is not None else None
@@ -75,11 +71,16 @@ def _indices(values, K: int, grid_len: int | None) -> list[int]:
     return indices
 
 
+MAX_SIDE = 1 << 20  # pixels per side: far beyond any pipeline (FLUX's shift rule overflows past ~10^5)
+
+
 def _size(value) -> list[int]:
-    """An image size as [height, width] in pixels (a pair of ints >= 1)."""
+    """An image size as [height, width] in pixels (a pair of ints in [1, MAX_SIDE])."""
     if (isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in value)):
-        raise ValueError(f"size must be [height, width] in pixels (ints >= 1), got {value!r}")
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_SIDE
+                   for v in value)):
+        text = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise ValueError(f"size must be [height, width] in pixels (ints in [1, {MAX_SIDE}]), got {text}")
     return [int(v) for v in value]
 
 
@@ -108,6 +109,9 @@ class Schedule:
             raise ValueError(f"sigmas must be strictly decreasing, got {sigmas}")
         if sigmas[0] > 1:
             raise ValueError(f"sigmas are flow times in [0, 1], got {sigmas[0]}")
+        if sigmas[-2] < TINY:
+            raise ValueError(f"sigmas must be 0 or at least {TINY:.3g} (float32's smallest normal: a pipeline keeps "
+                             f"them in float32), got {sigmas[-2]!r}")
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
         K = len(sigmas) - 1
@@ -124,6 +128,9 @@ class Schedule:
             timesteps = _floats(timesteps, "timesteps")
             if len(timesteps) != K:
                 raise ValueError(f"{K} steps need {K} timesteps, got {len(timesteps)}")
+            if timesteps[-1] < 0 or any(b >= a for a, b in zip(timesteps, timesteps[1:])):
+                raise ValueError(f"timesteps must be >= 0 and strictly decreasing (the network's timestep at each step, "
+                                 f"noise first), got {_short(timesteps)}")
         if metadata is not None and not isinstance(metadata, dict):
             raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.sigmas = sigmas
@@ -135,21 +142,17 @@ class Schedule:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
         self.metadata = dict(metadata or {})
         self.solver = solver
-        if shift is not None:
-            _check_shift(shift)
-        self.shift = None if shift is None else float(shift)
+        self.shift = None if shift is None else positive_real(shift)
+        if self.shift is not None:  # the diffusers export un-shifts by it: those flow times must exist
+            _representable(time_unshift(np.array(sigmas), self.shift), _shift_cause(self.shift))
         self.size = None if size is None else _size(size)
         if dynamic_shift is not None:
-            if not isinstance(dynamic_shift, dict) or set(dynamic_shift) != set(DYNAMIC_SHIFT_KEYS):
-                raise ValueError(f"dynamic_shift must be a dict of {DYNAMIC_SHIFT_KEYS}, got {dynamic_shift!r}")
-            if dynamic_shift["time_shift_type"] not in ("exponential", "linear"):
-                raise ValueError(f"dynamic_shift time_shift_type must be exponential or linear, "
-                                 f"got {dynamic_shift['time_shift_type']!r}")
-            numbers = {k: v for k, v in dynamic_shift.items() if k != "time_shift_type"}
-            _floats(list(numbers.values()), "dynamic_shift")
-            dynamic_shift = dict(dynamic_shift)
+            dynamic_shift = check_dynamic_shift_rule(dynamic_shift)
             if self.size is None:
                 raise ValueError("a schedule with dynamic_shift records the image size it was searched at (size)")
+            at_size = size_shift(dynamic_shift, self.size)  # the shift the pipeline applies at that size
+            _representable(time_unshift(np.array(sigmas), at_size),
+                           _shift_cause(at_size, f" (the dynamic shift at {self.size[0]}x{self.size[1]})"))
         self.dynamic_shift = dynamic_shift
 
     # ------------------------------------------------------------------ construction
@@ -160,7 +163,7 @@ class Schedule:
         grid). A model wrapper may add its network timesteps (model_timesteps) and its
         parameterization ("ddpm" for DiT)."""
         grid = _floats(model.fm_steps if grid is None else grid)
-        indices = [int(i) for i in indices]
+        indices = index_list(indices)
         if not indices or any(not 1 <= i < len(grid) for i in indices) or sorted(set(indices)) != indices:
             raise ValueError(f"indices must be distinct, ascending grid indices in [1, {len(grid) - 1}], got {indices}")
         sigmas = [grid[i] for i in reversed(indices)] + [0.0]
@@ -177,11 +180,25 @@ class Schedule:
         return cls(sigmas, indices, grid, timesteps, parameterization, meta, solver, shift, size, rule)
 
     @classmethod
-    def from_search(cls, result, model, *, seeds=None, metadata=None) -> "Schedule":
-        """The aggregated schedule of a search result (oss_fast.search) on the model it searched."""
-        steps = result.schedule if result.schedule is not None else result.steps[0]
+    def from_search(cls, result, model, *, seeds=None, metadata=None, sample: int | None = None) -> "Schedule":
+        """The aggregated schedule of a search result (oss_fast.search) on the model it searched. A
+        result of aggregate "per_sample" holds one path per search noise and no one schedule: pass
+        sample=i for noise i's path (recorded in the metadata as `sample`)."""
+        per_sample = result.schedule is None
+        if per_sample and sample is None:
+            raise ValueError(f"this search result holds one path per noise ({len(result.steps)} paths, aggregate "
+                             "'per_sample'), not one schedule: pass sample=i to take noise i's path, or search with "
+                             "an aggregate (median, joint, joint_rms) for one schedule of all noises")
+        if sample is not None:
+            if not per_sample:
+                raise ValueError(f"sample= picks one noise's path of a per_sample search; this result is aggregated "
+                                 f"({result.aggregate!r}) into one schedule: leave sample out")
+            sample = whole_number(sample, "sample", 0, len(result.steps) - 1)
+        steps = result.steps[sample] if per_sample else result.schedule
         meta = dict(teacher_steps=result.teacher_steps, student_steps=len(steps), mode=result.mode,
                     aggregation=result.aggregate, seeds=seeds)
+        if per_sample:
+            meta["sample"] = sample
         report = getattr(result, "guard", None)
         if report is not None:  # what the multistep default's guard kept, and how every candidate did
             finite = lambda x: round(x, 4) if math.isfinite(x) else None  # noqa: E731 (JSON has no inf)
@@ -245,15 +262,13 @@ class Schedule:
         grid (a preset) keeps its flow times as they are. For a pipeline with that static shift, the
         diffusers export then un-shifts by it, so the pipeline lands on these flow times."""
         self._refuse_transfer("for_shift")
-        _check_shift(shift)
-        meta = dict(self.metadata, transferred=dict(kind="shift", from_shift=self.shift, to_shift=float(shift)))
+        shift = positive_real(shift)
+        meta = dict(self.metadata, transferred=dict(kind="shift", from_shift=self.shift, to_shift=shift))
         N = teacher_steps if teacher_steps is not None else (len(self.grid) - 1 if self.grid else None)
         if N is None:  # sigmas only (a preset): the flow times stay, there is no grid to snap onto
-            return self.replace(shift=float(shift), metadata=meta)
-        if isinstance(N, bool) or not isinstance(N, int) or not len(self) <= N <= 100 * MAX_STEPS:
-            raise ValueError(f"teacher_steps must be an int in [{len(self)}, {100 * MAX_STEPS}] (the schedule's steps "
-                             f"at least), got {N!r}")
-        return self.snap(shifted_grid(N, float(shift)).tolist()).replace(shift=float(shift), metadata=meta)
+            return self.replace(shift=shift, metadata=meta)
+        N = whole_number(N, "teacher_steps (at least the schedule's steps)", len(self), 100 * MAX_STEPS)
+        return self.snap(shifted_grid(N, shift).tolist()).replace(shift=shift, metadata=meta)
 
     def reshift(self, shift: float) -> "Schedule":
         """The schedule moved through un-shifted time, s -> time_shift(time_unshift(s, a), shift) with a
@@ -263,12 +278,11 @@ class Schedule:
         self._refuse_transfer("reshift")
         if self.shift is None:
             raise ValueError("the schedule records no shift to undo (searched on a custom grid?)")
-        _check_shift(shift)
-        sigmas = time_shift(time_unshift(np.array(self.sigmas), self.shift), float(shift)).tolist()
-        sigmas[-1] = 0.0
-        return self.replace(sigmas=sigmas, indices=None, grid=None, timesteps=None, shift=float(shift),
+        shift = positive_real(shift)
+        sigmas = _representable(time_shift(time_unshift(np.array(self.sigmas), self.shift), shift), _shift_cause(shift))
+        return self.replace(sigmas=sigmas, indices=None, grid=None, timesteps=None, shift=shift,
                             metadata=dict(self.metadata, transferred=dict(kind="reshift", from_shift=self.shift,
-                                                                         to_shift=float(shift))))
+                                                                         to_shift=shift)))
 
     def for_resolution(self, height: int, width: int) -> "Schedule":
         """The schedule at another image size, for pipelines that shift sigmas by image size (FLUX;
@@ -284,12 +298,9 @@ class Schedule:
                       if self.parameterization == "flow" else
                       "it is a DDPM-family schedule (DiT): its sigmas do not depend on image size")
             raise ValueError(f"for_resolution applies to FLUX-style dynamic-shift schedules; {reason}")
-        try:
-            a, b = size_shift(self.dynamic_shift, self.size), size_shift(self.dynamic_shift, size)
-        except OverflowError:
-            raise ValueError(f"{size[0]}x{size[1]} is beyond the pipeline's shift rule (its shift overflows)") from None
+        a, b = size_shift(self.dynamic_shift, self.size), size_shift(self.dynamic_shift, size)
         move = (lambda s: time_shift(time_unshift(np.array(s), a), b).tolist())
-        sigmas = move(self.sigmas)
+        sigmas = _representable(move(self.sigmas), _shift_cause(b, f" (the dynamic shift at {size[0]}x{size[1]})"))
         timesteps = None if self.timesteps is None else [t * new / old for t, new, old in
                                                          zip(self.timesteps, sigmas, self.sigmas)]
         return self.replace(sigmas=sigmas, grid=None if self.grid is None else move(self.grid), timesteps=timesteps,
@@ -374,19 +385,25 @@ class Schedule:
             if config.get("use_dynamic_shifting"):
                 if mu is None:
                     raise ValueError("the scheduler shifts by image size: give mu, or height and width")
-                m = math.exp(mu) if config.get("time_shift_type", "exponential") == "exponential" else mu
-                return dict(sigmas=time_unshift(sigmas, m), mu=mu)
+                m = mu_shift(mu, config.get("time_shift_type", "exponential"))
+                return dict(sigmas=_exported(time_unshift(sigmas, m), f"the scheduler's dynamic shift {m:g} (mu {mu:g})"),
+                            mu=mu)
             shift = config.get("shift", None) if "shift" in config else config.get("flow_shift", 1.0)
-            shift = 1.0 if shift is None else shift
-            return dict(sigmas=time_unshift(sigmas, shift))
+            shift = 1.0 if shift is None else positive_real(shift, f"the scheduler's shift ({type(scheduler).__name__})")
+            return dict(sigmas=_exported(time_unshift(sigmas, shift), f"the scheduler's shift {shift:g}"))
         # ddpm
         if "sigmas" in params and hasattr(scheduler, "alphas_cumprod") and not config.get("use_flow_sigmas", False):
-            s = np.array(self.sigmas)
-            return dict(sigmas=s / (1 - s))  # variance-exploding sigma, final 0 included
+            with np.errstate(divide="ignore"):
+                ve = np.array(self.sigmas) / (1 - np.array(self.sigmas))  # variance-exploding sigma, final 0 included
+            return dict(sigmas=_exported(ve, "the variance-exploding sigmas s / (1 - s)", upper=math.inf))
         if "timesteps" in params:
             if self.timesteps is None:
                 raise ValueError("this schedule has no network timesteps (build it from a wrapper that knows them)")
-            return dict(timesteps=[int(round(t)) for t in self.timesteps])
+            timesteps = [int(round(t)) for t in self.timesteps]
+            if any(b >= a for a, b in zip(timesteps, timesteps[1:])):
+                raise ValueError(f"the timesteps {_short(self.timesteps)} collide once rounded to the network's integers "
+                                 f"({_short(timesteps)}): two steps would share one timestep")
+            return dict(timesteps=timesteps)
         raise ValueError(f"{type(scheduler).__name__} takes neither sigmas nor timesteps")
 
     def to_diffusers(self, pipe_or_scheduler, *, mu: float | None = None, height: int | None = None,
@@ -454,7 +471,7 @@ class Schedule:
         out["usage"] = (f"pipelines whose call takes sigmas (FLUX, SD3): pipe.scheduler = diffusers.{name}.from_config("
                         f"pipe.scheduler.config, **scheduler_config); pipe(..., {call}); others (Wan): "
                         "with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)")
-        return dict(out, sigmas=time_unshift(np.array(self.sigmas[:-1]), shift).tolist())
+        return dict(out, sigmas=_exported(time_unshift(np.array(self.sigmas[:-1]), shift), f"shift {shift:g}").tolist())
 
     def _other_size(self, height, width) -> str:
         h, w = self.size
@@ -570,19 +587,52 @@ class Schedule:
         """The sigmas as ComfyUI's SIGMAS and k-diffusion's samplers take them: descending flow times
         ending at 0 (float32). Sample with the schedule's solver: ComfyUI/k-diffusion 'euler' for euler,
         'lms' (order 2) for ab2."""
-        return torch.tensor(self.sigmas, dtype=torch.float32)
+        return torch.from_numpy(_exported(self.sigmas, "these sigmas").astype(np.float32))
 
 
 def check_steps(steps) -> int:
-    """A step count: an int in [1, MAX_STEPS]; ValueError otherwise."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be a whole number in [1, {MAX_STEPS}], got {steps!r}")
-    return int(steps)
+    """A step count: an integer (operator.index: numpy ints too, not floats or bools) in [1, MAX_STEPS];
+    ValueError otherwise."""
+    return whole_number(steps, "steps", 1, MAX_STEPS)
 
 
-def _check_shift(shift) -> None:
-    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift < math.inf:
-        raise ValueError(f"shift must be a number > 0, got {shift!r}")
+def _representable(values, cause: str, upper: float = 1.0, float32: bool = False) -> list[float]:
+    """The one check of every sigma list a schedule holds or hands out: finite, within [0, upper],
+    strictly decreasing, each nonzero one at least TINY (float32's smallest normal) and, with float32,
+    still strictly decreasing once cast to float32 (what pipelines and ComfyUI keep). Returns them as
+    floats; ValueError starting with `cause` (why they could fail) otherwise."""
+    a = np.asarray(values, dtype=np.float64).reshape(-1)
+    problem = None
+    if not np.isfinite(a).all():
+        problem = "not all finite"
+    elif ((a < 0) | (a > upper)).any():
+        problem = f"not all within [0, {upper:g}]"
+    elif (np.diff(a) >= 0).any():
+        problem = "not strictly decreasing"
+    elif ((a > 0) & (a < TINY)).any():
+        problem = f"not all 0 or above {TINY:.3g} (float32's smallest normal)"
+    elif float32 and (np.diff(a.astype(np.float32)) >= 0).any():
+        problem = "not strictly decreasing in float32"
+    if problem is not None:
+        raise ValueError(f"{cause}: the sigmas would be {_short(a)}, {problem}")
+    return a.tolist()
+
+
+def _exported(values, what: str, upper: float = 1.0) -> np.ndarray:
+    """A sigma list handed to a pipeline, ComfyUI or a file, as float64: checked by _representable
+    (float32 included); ValueError naming `what` produced it otherwise."""
+    _representable(values, f"{what} cannot be exported", upper, float32=True)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _shift_cause(shift: float, what: str = "") -> str:
+    return f"shift {shift:g}{what} is too {'large' if shift > 1 else 'small'} to represent these sigmas"
+
+
+def _short(values) -> str:
+    values = list(values)
+    text = ", ".join(f"{float(v):.4g}" for v in values[:6])
+    return f"[{text}{', ...' if len(values) > 6 else ''}]"
 
 
 def _indices_on(grid, sigmas) -> list[int] | None:

@@ -152,7 +152,7 @@ def get_solver(name) -> Solver:
     """The solver of a name (or a Solver, returned as is); ValueError naming the known ones."""
     if isinstance(name, Solver):
         return name
-    if name not in SOLVERS:
+    if not isinstance(name, str) or name not in SOLVERS:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {name!r}")
     return SOLVERS[name]
 

@@ -18,6 +18,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import oss_fast
@@ -153,6 +154,26 @@ def node(**inputs):
     values = dict(schedule="flux", steps=10, denoise=1.0, shift=0.0, file="")
     values.update(inputs)
     return OSSSchedule().get_sigmas(**values)[0]
+
+
+def fifo():
+    path = TMP / f"fifo{os.getpid()}.json"
+    if not path.exists():
+        os.mkfifo(path)
+    return path
+
+
+def link_to(target):
+    path = TMP / f"link{os.getpid()}.json"
+    if not path.is_symlink():
+        path.symlink_to(target)
+    return path
+
+
+def flow_scheduler(**config):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(**dict(dict(use_dynamic_shifting=True), **config))
 
 
 def bad_schedule(**change):
@@ -321,6 +342,78 @@ CASES = [
     ("transfer", "interpolate to a billion steps", lambda: good().interpolate(10**9), ERROR),
     ("transfer", "preset at a billion steps", lambda: oss_fast.presets.get("flux", 10**9), ERROR),
     ("transfer", "preset None", lambda: oss_fast.presets.get(None), ERROR),
+    # ---- issue 19: sample, schedules, shift rules (schedule)
+    ("sample", "velocity NaN", lambda: oss_fast.sample(Model(out=lambda v: v * math.nan), noise(), [2, 5]), ERROR),
+    ("sample", "velocity [B, 1, ...]", lambda: oss_fast.sample(Model(out=lambda v: v[:, :1]), noise(), [2, 5]), ERROR),
+    ("sample", "velocity [1, ...]", lambda: oss_fast.sample(Model(out=lambda v: v[:1]), noise(), [2, 5]), ERROR),
+    ("sample", "velocity int", lambda: oss_fast.sample(Model(out=lambda v: v.long()), noise(), [2, 5]), ERROR),
+    ("sample", "velocity complex", lambda: oss_fast.sample(Model(out=lambda v: v.to(torch.complex64)), noise(),
+                                                           [2, 5]), ERROR),
+    ("sample", "velocity a tuple", lambda: oss_fast.sample(Model(out=lambda v: (v,)), noise(), [2, 5]), ERROR),
+    ("sample", "z int", lambda: oss_fast.sample(mixture(), noise().long(), [2, 5]), ERROR),
+    ("sample", "z complex", lambda: oss_fast.sample(mixture(), noise().to(torch.complex64), [2, 5]), ERROR),
+    ("sample", "z with NaN", lambda: oss_fast.sample(mixture(), noise() * math.nan, [2, 5]), ERROR),
+    ("sample", "z on meta", lambda: oss_fast.sample(mixture(), torch.zeros(2, *SHAPE, device="meta"), [2, 5]), ERROR),
+    ("sample", "steps the string '25'", lambda: oss_fast.sample(mixture(), noise(), "25"), ERROR),
+    ("sample", "steps floats", lambda: oss_fast.sample(mixture(), noise(), [2.7, 5.9]), ERROR),
+    ("sample", "steps True", lambda: oss_fast.sample(mixture(), noise(), [True, 5]), ERROR),
+    ("sample", "steps repeated (ab2)", lambda: oss_fast.sample(mixture(), noise(), [3, 3, 5], solver="ab2"), ERROR),
+    ("sample", "steps numpy ints", lambda: torch.equal(oss_fast.sample(mixture(), noise(), np.array([2, 5])),
+                                                       oss_fast.sample(mixture(), noise(), [2, 5])), True),
+    ("sample", "solver a list", lambda: oss_fast.sample(mixture(), noise(), [2, 5], solver=["euler"]), ERROR),
+    ("sample", "indices without grid, other sigmas",
+     lambda: oss_fast.sample(mixture(), noise(), Schedule([0.99, 0.5, 0.0], indices=[2, 6])), ERROR),
+    ("sample", "indices without grid, the model's sigmas",
+     lambda: torch.equal(oss_fast.sample(mixture(), noise(), Schedule([0.6, 0.2, 0.0], indices=[2, 6])),
+                         oss_fast.sample(mixture(), noise(), [2, 6])), True),
+    ("dropin", "infer_OSS repeated indices (published)",
+     lambda: torch.allclose(oss_fast.infer_OSS([3, 3, 5], mixture(), noise(), None, "cpu"),
+                            ref.sample(mixture(), noise(), [3, 3, 5]), rtol=1e-6, atol=0), True),
+    ("schedule", "dynamic_shift linear -5", lambda: Schedule([0.9, 0.6, 0.3, 0.0], size=[64, 64], dynamic_shift=dict(
+        FLUX_RULE, time_shift_type="linear", base_shift=-5.0, max_shift=-5.0)), ERROR),
+    ("schedule", "dynamic_shift linear 0", bad_schedule(sigmas=[0.75, 0.25, 0.0], size=[64, 64], dynamic_shift=dict(
+        FLUX_RULE, time_shift_type="linear", base_shift=0.0, max_shift=0.0)), ERROR),
+    ("schedule", "vae_scale_factor 0", bad_schedule(size=[64, 64], dynamic_shift=dict(FLUX_RULE, vae_scale_factor=0)),
+     ERROR),
+    ("schedule", "vae_scale_factor -8", bad_schedule(size=[64, 64], dynamic_shift=dict(FLUX_RULE, vae_scale_factor=-8)),
+     ERROR),
+    ("schedule", "vae_scale_factor 0.5", bad_schedule(size=[64, 64], dynamic_shift=dict(FLUX_RULE,
+                                                                                        vae_scale_factor=0.5)), ERROR),
+    ("schedule", "max_image_seq_len == base", bad_schedule(size=[64, 64], dynamic_shift=dict(
+        FLUX_RULE, max_image_seq_len=256)), ERROR),
+    ("schedule", "dynamic size 100000x100000", bad_schedule(size=[100000, 100000], dynamic_shift=dict(FLUX_RULE)),
+     ERROR),
+    ("schedule", "static shift 1e-300", bad_schedule(shift=1e-300), ERROR),
+    ("schedule", "timesteps negative", lambda: Schedule([0.9, 0.6, 0.0], timesteps=[-1.0, 5.0],
+                                                        parameterization="ddpm"), ERROR),
+    ("schedule", "timesteps increasing", bad_schedule(timesteps=[100.0, 900.0], parameterization="ddpm"), ERROR),
+    ("schedule", "sigma below float32's smallest", lambda: Schedule([0.5, 1e-40, 0.0]), ERROR),
+    ("schedule", "from_indices '13'", lambda: Schedule.from_indices("13", grid=mixture().fm_steps), ERROR),
+    ("schedule", "from_indices floats", lambda: Schedule.from_indices([1.0, 3.0], grid=mixture().fm_steps), ERROR),
+    ("schedule", "load a FIFO", lambda: Schedule.load(fifo()), ERROR),
+    ("schedule", "load /dev/zero", lambda: Schedule.load("/dev/zero"), ERROR),
+    ("schedule", "load a link to /dev/zero", lambda: Schedule.load(link_to("/dev/zero")), ERROR),
+    ("schedule", "from_search per_sample", lambda: Schedule.from_search(
+        search(aggregate="per_sample", mode="exact"), mixture()), ERROR),
+    ("schedule", "from_search per_sample, sample=1", lambda: (lambda res: Schedule.from_search(
+        res, mixture(), sample=1).indices == res.steps[1])(search(aggregate="per_sample", mode="exact")), True),
+    ("transfer", "for_shift numpy float32", lambda: good().for_shift(np.float32(3)) == good().for_shift(3.0), True),
+    ("transfer", "for_shift 1e308", lambda: good().for_shift(1e308), ERROR),
+    ("transfer", "reshift 1e308", lambda: good().replace(shift=1.0).reshift(1e308), ERROR),
+    ("transfer", "preset for_shift 1e308", lambda: oss_fast.presets.get("flux").for_shift(1e308), ERROR),
+    ("transfer", "for_shift teacher_steps 10**6, 101 steps",
+     lambda: oss_fast.presets.get("chroma").interpolate(101).for_shift(3.0, teacher_steps=10**6), ERROR),
+    ("transfer", "for_resolution 100000x100000", lambda: flux_schedule().for_resolution(100000, 100000), ERROR),
+    ("transfer", "to_diffusers with mu 1000", lambda: flux_schedule().to_diffusers(flow_scheduler(), mu=1000.0), ERROR),
+    ("transfer", "scheduler shift -5", lambda: good().scheduler_arguments(flow_scheduler(use_dynamic_shifting=False,
+                                                                                          shift=-5.0)), ERROR),
+    ("transfer", "preset steps 10.0", lambda: oss_fast.presets.get("flux", 10.0), ERROR),
+    ("transfer", "preset steps numpy 9", lambda: oss_fast.presets.get("flux", np.int64(9)) ==
+     oss_fast.presets.get("flux", 9), True),
+    ("comfyui", "denoise a string", lambda: node(denoise="0.5"), ERROR),
+    ("comfyui", "shift a string", lambda: node(schedule="wan", shift="3"), ERROR),
+    ("comfyui", "file a FIFO", lambda: node(schedule="file", file=str(fifo())), ERROR),
+    ("comfyui", "file /dev/zero", lambda: node(schedule="file", file="/dev/zero"), ERROR),
     # ---------------------------------------------------------------- ComfyUI node
     ("comfyui", "steps True", lambda: node(steps=True), ERROR),
     ("comfyui", "steps 2.5", lambda: node(steps=2.5), ERROR),

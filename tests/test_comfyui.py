@@ -2,6 +2,8 @@
 inputs as keyword arguments, and the SIGMAS it returns driving k-diffusion's samplers (what
 ComfyUI's euler and lms samplers are) to oss_fast.sample's result."""
 
+import os
+
 import pytest
 import torch
 
@@ -95,3 +97,27 @@ def test_bad_inputs_get_one_clear_line(tmp_path):
     Schedule([0.9, 0.5, 0.2, 0.0], parameterization="ddpm").save(tmp_path / "dit.json")
     with pytest.raises(ValueError, match="DDPM-family"):
         comfy_call(schedule="file", file=str(tmp_path / "dit.json"), steps=3)
+
+
+@pytest.mark.parametrize("inputs,message", [
+    (dict(denoise="0.5"), r"^denoise must be a number in \[0, 1\], got '0.5'$"),
+    (dict(denoise=None), "denoise must be a number"),
+    (dict(schedule="wan", shift="3"), r"^shift must be a number: 0 \(as searched\) or > 0, got '3'$"),
+    (dict(schedule="wan", shift=True), "shift must be a number"),
+    (dict(steps=10.0), r"steps must be a whole number in \[1, 10000\], got 10.0"),
+])
+def test_inputs_of_the_wrong_type_are_named(inputs, message):
+    with pytest.raises(ValueError, match=message):
+        comfy_call(**inputs)
+
+
+def test_the_file_input_reads_through_schedule_load_bounded(tmp_path):
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # no writer: an unbounded open would wait forever
+    with pytest.raises(ValueError, match="not a regular file"):
+        comfy_call(schedule="file", file=str(fifo))
+    with pytest.raises(ValueError, match="not a regular file"):
+        comfy_call(schedule="file", file="/dev/zero")
+    presets.get("wan").save(tmp_path / "wan.json")
+    assert torch.equal(comfy_call(schedule="file", file=str(tmp_path / "wan.json"), steps=20),
+                       presets.get("wan").to_sigmas())

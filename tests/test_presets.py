@@ -3,6 +3,7 @@
 import ast
 import pathlib
 
+import numpy as np
 import pytest
 
 from oss_fast import Schedule, presets
@@ -110,3 +111,14 @@ def test_steps_resample_by_the_nodes_rule():
 
 def test_wan_preset_carries_its_shift_to_the_schedule():
     assert presets.get("wan").shift == 8.0 and presets.get("flux").shift is None
+
+
+def test_steps_are_whole_numbers_whatever_their_value():
+    """10.0 equals the preset's own 10 steps and was accepted while 9.0 was refused: a float is never a
+    step count; numpy integers are."""
+    for bad in (10.0, 9.0, True, "10", 10.5):
+        with pytest.raises(ValueError, match=r"steps must be a whole number in \[1, 10000\]"):
+            presets.get("flux", bad)
+    assert presets.get("flux", np.int64(10)) == presets.get("flux")
+    assert presets.get("flux", np.int32(9)) == presets.get("flux", 9)
+    assert presets.get("flux", np.int64(9)).metadata["steps"] == 9

@@ -12,7 +12,7 @@ from diffusers import (AutoencoderKL, DDPMScheduler, DiTPipeline, DiTTransformer
                        StableDiffusion3Pipeline, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel)
 
 import oss_fast
-from oss_fast import Schedule
+from oss_fast import Schedule, presets
 from oss_fast.models import DiTWrapper, FlowMatchWrapper, FluxWrapper, WanWrapper, flux_inputs
 from oss_fast.zoo import GaussianMixtureFlow
 
@@ -60,7 +60,7 @@ def test_from_sigmas_recovers_grid_indices_and_sampling_follows_them():
     z = model.noise(2, seed=5)
     assert torch.equal(oss_fast.sample(model, z, schedule), oss_fast.sample(model, z, res.schedule))
     other = GaussianMixtureFlow(shape=(2, 4, 4), components=3, teacher_steps=30, shift=1.0, seed=2)
-    with pytest.raises(ValueError, match="another grid"):
+    with pytest.raises(ValueError, match="made on a grid of 30 steps, shifted by 3; the model's grid has 30 steps, uniform"):
         oss_fast.sample(other, z, schedule)
     snapped = schedule.interpolate(7).snap()
     assert len(snapped.indices) <= 7 and all(1 <= i <= 30 for i in snapped.indices)
@@ -491,3 +491,138 @@ def test_sd3_with_dynamic_shifting_follows_the_same_size_rule():
          guidance_scale=1.0, output_type="latent", **moved.to_diffusers(pipe))
     np.testing.assert_allclose(pipe.scheduler.sigmas.numpy(), moved.sigmas, rtol=2e-6, atol=1e-7)
     assert moved.sigmas[1] > 0.7  # a bigger image: shifted toward noise
+
+
+# ----------------------------------------------------------------------------- issue 19: rules, shifts, exports
+
+RULE = dict(base_image_seq_len=256, max_image_seq_len=4096, base_shift=0.5, max_shift=1.15,
+            time_shift_type="exponential", vae_scale_factor=8)
+SIGMAS = [0.9, 0.6, 0.3, 0.0]
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(time_shift_type="linear", base_shift=-5.0, max_shift=-5.0), r"at 64x64 is mu \(time_shift_type linear\) = -5"),
+    (dict(time_shift_type="linear", base_shift=0.0, max_shift=0.0), r"at 64x64 is mu .* = 0 for mu 0: a time shift"),
+    (dict(vae_scale_factor=0), "vae_scale_factor must be a whole number >= 1, got 0"),
+    (dict(vae_scale_factor=-8), "vae_scale_factor must be a whole number >= 1, got -8"),
+    (dict(vae_scale_factor=0.5), "vae_scale_factor must be a whole number >= 1, got 0.5"),
+    (dict(max_image_seq_len=256), r"max_image_seq_len \(256\) must exceed base_image_seq_len \(256\)"),
+    (dict(max_image_seq_len=100), r"max_image_seq_len \(100\) must exceed"),
+    (dict(base_image_seq_len=0), "base_image_seq_len must be a whole number >= 1"),
+    (dict(base_shift="0.5"), "base_shift must be a finite number, got '0.5'"),
+    (dict(max_shift=None), "max_shift must be a finite number, got None"),
+])
+def test_a_dynamic_shift_rule_is_checked_at_construction_and_load(tmp_path, change, message):
+    rule = dict(RULE, **change)
+    with pytest.raises(ValueError, match=message):
+        Schedule(SIGMAS, size=[64, 64], dynamic_shift=rule)
+    fields = dict(format="oss_fast.schedule/1", sigmas=SIGMAS, size=[64, 64], dynamic_shift=rule)
+    (tmp_path / "s.json").write_text(json.dumps(fields))
+    with pytest.raises(ValueError, match=message):
+        Schedule.load(tmp_path / "s.json")
+    (tmp_path / "s.json").write_text(json.dumps(dict(fields, dynamic_shift=RULE)))
+    assert Schedule.load(tmp_path / "s.json").dynamic_shift == RULE
+
+
+def test_a_rule_holding_a_number_json_reads_as_inf_is_refused(tmp_path):
+    text = json.dumps(dict(format="oss_fast.schedule/1", sigmas=SIGMAS, size=[64, 64], dynamic_shift=RULE))
+    (tmp_path / "s.json").write_text(text.replace('"max_shift": 1.15', '"max_shift": 1e400'))
+    with pytest.raises(ValueError, match="dynamic_shift max_shift must be a finite number, got inf"):
+        Schedule.load(tmp_path / "s.json")
+
+
+def test_sizes_whose_dynamic_shift_overflows_are_one_line_everywhere():
+    with pytest.raises(ValueError, match=r"^the dynamic shift at 100000x100000 is exp\(mu\) = inf"):
+        Schedule(SIGMAS, size=[100000, 100000], dynamic_shift=RULE)
+    flux = Schedule(SIGMAS, size=[64, 64], dynamic_shift=RULE)
+    with pytest.raises(ValueError, match="dynamic shift at 100000x100000"):
+        flux.for_resolution(100000, 100000)
+    with pytest.raises(ValueError, match="size must be"):
+        flux.for_resolution(10**200, 64)
+    with pytest.raises(ValueError, match=r"exp\(mu\) = inf for mu 1000"):
+        flux.to_diffusers(FlowMatchEulerDiscreteScheduler(**FLUX_CONFIG), mu=1000.0)
+    with pytest.raises(ValueError, match="max_image_seq_len .* must differ"):
+        oss_fast.grid.calculate_shift(512, 256, 256)
+    # a size where the shift is finite but so large the sigmas collapse: named as the shift's fault
+    with pytest.raises(ValueError, match=r"too large to represent these sigmas: the sigmas would be \[1, 1, 1, 0\]"):
+        flux.for_resolution(30000, 30000)
+
+
+def test_a_static_shift_must_represent_the_schedules_sigmas():
+    with pytest.raises(ValueError, match=r"^shift 1e-300 is too small to represent these sigmas: the sigmas would be "
+                                         r"\[1, 1, 1, 0\], not strictly decreasing$"):
+        Schedule(SIGMAS, shift=1e-300)
+    with pytest.raises(ValueError, match="shift 1e\\+308 is too large to represent these sigmas"):
+        presets.get("flux").for_shift(1e308)  # no grid: only the export would un-shift by it
+    assert Schedule(SIGMAS, shift=8.0).diffusers_export()["sigmas"] == pytest.approx(
+        oss_fast.grid.time_unshift(np.array(SIGMAS[:-1]), 8.0).tolist(), rel=1e-15)
+
+
+def test_for_shift_and_reshift_take_numpy_numbers_and_refuse_shifts_too_large_to_represent():
+    s = Schedule.from_indices([4, 13, 25], grid=oss_fast.grid.shifted_grid(30, 1.0))
+    assert s.for_shift(np.float32(3)) == s.for_shift(3.0)
+    assert s.reshift(np.float64(2.5)) == s.reshift(2.5)
+    assert s.for_shift(3.0, teacher_steps=np.int64(40)) == s.for_shift(3.0, teacher_steps=40)
+    with pytest.raises(ValueError, match=r"^shift 1e\+308 is too large to represent a 30-step grid"):
+        s.for_shift(1e308)
+    with pytest.raises(ValueError, match=r"^shift 1e\+308 is too large to represent these sigmas"):
+        s.reshift(1e308)
+    with pytest.raises(ValueError, match=r"^shift 1e-300 is too small"):
+        s.reshift(1e-300)
+    for bad in (True, "3", 40.0):
+        with pytest.raises(ValueError, match="teacher_steps"):
+            s.for_shift(3.0, teacher_steps=bad)
+
+
+def test_for_shift_onto_a_huge_grid_is_refused_before_allocating():
+    many = presets.get("chroma").interpolate(101)
+    with pytest.raises(ValueError, match=r"^snapping 101 steps onto a 1000000-step grid needs a 101 x 1000000 table "
+                                         r"\(385 MiB\), more than the 381 MiB allowed: use a grid of at most 990099 steps"):
+        many.for_shift(3.0, teacher_steps=10**6)
+
+
+def test_every_exported_sigma_list_is_checked_in_one_place():
+    s = Schedule(SIGMAS, shift=3.0)
+    with pytest.raises(ValueError, match="the scheduler's shift .* must be a number > 0"):
+        s.scheduler_arguments(FlowMatchEulerDiscreteScheduler(shift=-5.0))
+    with pytest.raises(ValueError, match=r"^these sigmas cannot be exported: the sigmas would be .*not strictly "
+                                         r"decreasing in float32$"):
+        Schedule([0.5 + 1e-12, 0.5, 0.0]).to_sigmas()
+    with pytest.raises(ValueError, match="not strictly decreasing in float32"):
+        Schedule([0.5 + 1e-12, 0.5, 0.0]).diffusers_export()
+    with pytest.raises(ValueError, match="variance-exploding sigmas .* not all finite"):
+        Schedule([1.0, 0.5, 0.0], parameterization="ddpm").scheduler_arguments(EulerDiscreteScheduler())
+    with pytest.raises(ValueError, match=r"sigmas must be 0 or at least 1.18e-38"):
+        Schedule([0.5, 1e-40, 0.0])
+
+
+@pytest.mark.parametrize("timesteps", [[-1.0, 5.0, 3.0], [1.0, 5.0, 9.0], [9.0, 9.0, 1.0], [9.0, 5.0, float("nan")]])
+def test_timesteps_are_finite_non_negative_and_strictly_decreasing(timesteps):
+    with pytest.raises(ValueError, match="timesteps must"):
+        Schedule(SIGMAS, timesteps=timesteps, parameterization="ddpm")
+
+
+def test_from_indices_takes_integers_not_strings_or_floats():
+    grid = oss_fast.grid.shifted_grid(20)
+    for bad, message in (("13", "must be a list of ints"), ([1.0, 3.0], "got 1.0"), ([True, 3], "got True"),
+                         (13, "must be a list of ints")):
+        with pytest.raises(ValueError, match=message):
+            Schedule.from_indices(bad, grid=grid)
+    assert Schedule.from_indices(np.array([1, 3]), grid=grid).indices == [1, 3]
+
+
+def test_from_search_refuses_a_per_sample_result_unless_told_which_sample():
+    model = GaussianMixtureFlow(shape=(2, 4, 4), components=3, teacher_steps=20, seed=2)
+    res = oss_fast.search(model, model.noise(3, seed=1), student_steps=4, aggregate="per_sample", progress=False)
+    with pytest.raises(ValueError, match=r"^this search result holds one path per noise \(3 paths, aggregate "
+                                         r"'per_sample'\), not one schedule: pass sample=i .* or search with an "
+                                         "aggregate"):
+        Schedule.from_search(res, model)
+    for i in range(3):
+        picked = Schedule.from_search(res, model, sample=np.int64(i))
+        assert picked.indices == res.steps[i] and picked.metadata["sample"] == i
+    with pytest.raises(ValueError, match=r"sample must be a whole number in \[0, 2\], got 3"):
+        Schedule.from_search(res, model, sample=3)
+    median = oss_fast.search(model, model.noise(3, seed=1), student_steps=4, progress=False)
+    with pytest.raises(ValueError, match="this result is aggregated \\('median'\\) into one schedule: leave sample out"):
+        Schedule.from_search(median, model, sample=0)

@@ -8,6 +8,9 @@ import time
 import torch
 
 from .inputs import SampleInputs
+from .velocity import check_velocity, first_non_finite, grid_text
+
+__all__ = ["ModelRunner", "first_non_finite", "synchronize"]  # first_non_finite: the search's NaN screen
 
 
 def synchronize(device: torch.device):
@@ -67,12 +70,7 @@ class ModelRunner:
                 self._back_off(err)
                 continue
             self.seconds += time.perf_counter() - begin
-            if not isinstance(v, torch.Tensor) or v.shape != (size,) + tuple(x.shape[1:]):
-                got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-                raise ValueError(f"the model returned {got} for an input of shape {(size,) + tuple(x.shape[1:])}")
-            if not v.is_floating_point():
-                raise TypeError(f"the model returned {v.dtype} velocities: a velocity model must return real "
-                                "floating-point tensors")
+            check_velocity(v, (size,) + tuple(x.shape[1:]), lambda: grid_text(grid[idx]))
             if out is None:
                 out = torch.empty((R,) + tuple(v.shape[1:]), dtype=v.dtype, device=x.device)
             out[start:start + n] = v[:n]
@@ -91,17 +89,3 @@ class ModelRunner:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def first_non_finite(v: torch.Tensor):
-    """Index of the first row of v holding NaN or inf, or None (one device sync).
-
-    A row's sum is finite unless the row holds NaN or inf (or overflows): one cheap reduction
-    screens all rows, the exact test runs only on the rows it flags.
-    """
-    rows = v.flatten(1)
-    flagged = (~torch.isfinite(rows.sum(dim=1))).nonzero()[:, 0]
-    for r in flagged.tolist():
-        if not bool(torch.isfinite(rows[r]).all()):
-            return r
-    return None

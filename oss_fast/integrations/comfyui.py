@@ -21,6 +21,9 @@ SamplerCustomAdvanced. Sample them with the sampler of the schedule's solver (do
 from __future__ import annotations
 
 import math
+import numbers
+
+import numpy as np
 
 from .. import presets
 from ..grid import MAX_STEPS
@@ -56,11 +59,11 @@ class OSSSchedule:
         }
 
     def get_sigmas(self, schedule: str, steps: int, denoise: float = 1.0, shift: float = 0.0, file: str = ""):
-        check_steps(steps)
-        if not 0.0 <= denoise <= 1.0:
-            raise ValueError(f"denoise must be in [0, 1], got {denoise}")
-        if not 0.0 <= shift < math.inf:
-            raise ValueError(f"shift must be 0 (as searched) or > 0, got {shift}")
+        steps = check_steps(steps)
+        if not _real(denoise) or not 0.0 <= denoise <= 1.0:
+            raise ValueError(f"denoise must be a number in [0, 1], got {denoise!r}")
+        if not _real(shift) or not 0.0 <= shift < math.inf:
+            raise ValueError(f"shift must be a number: 0 (as searched) or > 0, got {shift!r}")
         if schedule == FILE:
             if not file:
                 raise ValueError("schedule 'file' needs the path of a schedule JSON in the file input")
@@ -79,6 +82,11 @@ class OSSSchedule:
         if denoise < 1.0:  # the published node's rule: the last round(steps * denoise) steps, none at 0
             sigmas = sigmas[-(round(steps * denoise) + 1):] if denoise > 0 else sigmas[:0]
         return (sigmas,)
+
+
+def _real(value) -> bool:
+    """Whether an input is a real number (ComfyUI passes floats; a string or bool is a wiring mistake)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _name(schedule: str, file: str) -> str:
