@@ -75,7 +75,14 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
     checkpoint: a file the search state is written to (atomically) after the teacher rollout and,
         for the full search (refine=False), after each level (a refined search resumes after the
         teacher: its passes cost about as much as the teacher); with resume=True a search continues from it (or starts afresh if it does
-        not exist yet) and a checkpoint from other inputs or options is refused.
+        not exist yet) and a checkpoint from other inputs or options is refused. An existing file
+        that is not an oss_fast checkpoint is refused, never overwritten. The checkpoint knows the
+        inputs by the bytes of every tensor and array in z, cond and model_kwargs (and plain values
+        by type; other objects are refused, before any model call), and the model by its
+        `fingerprint` attribute: what determines its output beyond the grid (weights or the
+        arguments that made them, guidance, dtype), a string or tensors and plain values in lists
+        and dicts. Bundled models and wrappers have one; a model without one is known only by its
+        `name` or class, so give a custom model a fingerprint (engine/checkpoint.py).
     process_group: with torch.distributed initialised (e.g. under torchrun), the model calls are
         shared by the ranks of this group (default: the world); every rank returns the same result.
     solver: the sampler the schedule is for: "euler" (the published search), or a multistep solver

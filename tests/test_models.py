@@ -146,6 +146,43 @@ def test_search_with_wrapper_equals_reference(name, mode):
     assert res.steps == expected
 
 
+def modules_of(wrapper):
+    """The torch modules a wrapper's fingerprint reads the weights of."""
+    net = getattr(wrapper.network, "transformer", wrapper.network)
+    return [net] if isinstance(net, torch.nn.Module) else []
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_wrapper_fingerprints_follow_the_weights_and_settings(name, monkeypatch):
+    from oss_fast.engine.checkpoint import _digest
+    from oss_fast.models import base
+
+    digest = lambda w: _digest(w.fingerprint)  # noqa: E731
+    first = digest(make_case(name)[0])
+    assert digest(make_case(name)[0]) == first  # the same network and settings: the same fingerprint
+    wrapper = make_case(name)[0]
+    for attribute in ("guidance_scale", "guide_scale"):  # the guidance changes the output
+        if hasattr(wrapper, attribute):
+            setattr(wrapper, attribute, 2.5)
+            assert digest(wrapper) != first
+    if name == "dit-diffusers":
+        wrapper.model.guidance_scale = 2.5
+        assert digest(wrapper) != first
+    for big in (False, True):  # all the weights, or (a large network) a sample of each tensor
+        if big:
+            monkeypatch.setattr(base, "FULL_HASH_BYTES", 0)
+        wrapper = make_case(name)[0]
+        if not modules_of(wrapper):  # a plain callable (a closure): known by its qualified name
+            assert "callable" in wrapper.fingerprint["network"]
+            continue
+        network = wrapper.fingerprint["network"]
+        assert ("sample" if big else "state") in network.get("transformer", network)
+        before = digest(wrapper)
+        with torch.no_grad():
+            next(modules_of(wrapper)[0].parameters()).mul_(1.5)  # another checkpoint of the network
+        assert digest(wrapper) != before
+
+
 # ----------------------------------------------------------------------------- conversions by hand
 
 class GaussianEps:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import VelocityWrapper, guided, half_dtype, into, repeat_rows
+from .base import VelocityWrapper, guided, half_dtype, into, network_fingerprint, repeat_rows
 from .compile import maybe_compile
 
 
@@ -87,6 +87,10 @@ class DiTWrapper(VelocityWrapper):
         null = torch.tensor([null_class], device=device)
         return cls(net, RespacedDDPM(alphas_cumprod, teacher_steps), device, null, input_eps=0.0)
 
+    def fingerprint_fields(self) -> dict:
+        return dict(y_null=self.y_null, input_eps=self.input_eps, half=self.half, steps=self.num_steps,
+                    timestep_map=self.timestep_map)
+
     def __call__(self, x, t, y, kwargs):
         N = self.num_steps
         R, C = x.shape[0], x.shape[1]
@@ -121,6 +125,10 @@ class _DiffusersDiT:
     @property
     def dtype(self) -> torch.dtype:
         return self.transformer.dtype
+
+    @property
+    def fingerprint(self) -> dict:
+        return dict(transformer=network_fingerprint(self.transformer), guidance_scale=self.guidance_scale)
 
     def __call__(self, x, t, y, **kwargs):
         out = self.transformer(x, timestep=t, class_labels=y, return_dict=False, **kwargs)[0]

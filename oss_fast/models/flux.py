@@ -84,6 +84,10 @@ class FluxWrapper(VelocityWrapper):
             wrapper.dynamic_shift = dynamic_shift_rule(pipe.scheduler.config, factor)
         return wrapper
 
+    def fingerprint_fields(self) -> dict:
+        return dict(num_timesteps=self.num_timesteps, half=self.half, image_size=getattr(self, "image_size", None),
+                    dynamic_shift=getattr(self, "dynamic_shift", None))
+
     def __call__(self, x, t, cond, kwargs):
         dtype = self.half or x.dtype
         timestep = self.time_steps.to(x.device)[t].to(dtype) / self.num_timesteps

@@ -66,6 +66,9 @@ class OpenSoraWrapper(VelocityWrapper):
         ts = rflow_timesteps(teacher_steps, height, width, num_frames, num_timesteps)
         return cls(model, guidance_scale, y_null, ts, num_timesteps, mask_t, compile=compile)
 
+    def fingerprint_fields(self) -> dict:
+        return dict(guidance_scale=self.guidance_scale, y_null=self.y_null, mask_t=self.mask_t)
+
     def __call__(self, x, t, y, kwargs):
         R = x.shape[0]
         kwargs = dict(kwargs)

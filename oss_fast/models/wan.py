@@ -67,6 +67,10 @@ class WanWrapper(VelocityWrapper):
             out = torch.stack(list(self.model(into(x, self.half), t=timestep, context=context, **kwargs)))
         return out.to(x.dtype)
 
+    def fingerprint_fields(self) -> dict:
+        return dict(context_null=self.context_null, guide_scale=self.guide_scale, half=self.half,
+                    diffusers_api=self.diffusers_api)
+
     def __call__(self, x, t, cond, kwargs):
         R = x.shape[0]
         timestep = self.time_steps.to(x.device)[t]

@@ -52,6 +52,12 @@ class GaussianMixtureFlow:
         self.fm_steps = shifted_grid(teacher_steps, shift).to(device)
         self.name = f"gaussian_mixture(shape={self.shape}, components={components}, seed={seed})"
 
+    @property
+    def fingerprint(self) -> dict:
+        """What determines its velocity beyond the grid (for search checkpoints): the mixture itself."""
+        return dict(model="GaussianMixtureFlow", shape=list(self.shape), means=self.means, stds=self.stds,
+                    weights=self.weights)
+
     # -------------------------------------------------------------------------- the model
     def _means_dot(self, x: torch.Tensor) -> torch.Tensor:
         """<x_r, mu_k> [R, K], one matrix-vector product per row."""

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..grid import shifted_grid
+from ..models.base import network_fingerprint
 
 
 class RowLinear(nn.Linear):
@@ -113,6 +114,13 @@ class ImageFlow:
         device = next(net.parameters()).device
         self.fm_steps = shifted_grid(teacher_steps, shift).to(device)
         self.name = f"{name}(teacher_steps={teacher_steps}, shift={shift}, guidance_scale={guidance_scale})"
+
+    @property
+    def fingerprint(self) -> dict:
+        """What determines its velocity beyond the grid (for search checkpoints): the network's
+        weights, the guidance and the dtype it computes in."""
+        return dict(model=type(self).__qualname__, shape=list(self.shape), guidance_scale=self.guidance_scale,
+                    dtype=self.dtype, network=network_fingerprint(self.net))
 
     def _per_row(self, value, rows: int) -> torch.Tensor:
         value = torch.as_tensor(value, device=self.fm_steps.device).reshape(-1).long()
