@@ -93,6 +93,18 @@ class ModelRunner:
             torch.cuda.empty_cache()
 
 
+def overflow_error(what: str, grid_index: int, sample: int, dtype: torch.dtype, unit: str = "sample"
+                   ) -> FloatingPointError:
+    """The error for a state (not a model output) that left its dtype's range: a sum of finite
+    velocities times finite steps, so the latent's dtype is too narrow (or the velocities huge)."""
+    where = f"{what} overflowed to inf or NaN at grid index {grid_index} for {unit} {sample}"
+    if dtype in (torch.float16, torch.bfloat16):
+        return FloatingPointError(f"{where} (latent {str(dtype).replace('torch.', '')}): use float32 latents, "
+                                  "e.g. z.float()")
+    return FloatingPointError(f"{where} (latent {str(dtype).replace('torch.', '')}): the model's velocities are "
+                              "too large for its grid")
+
+
 def first_non_finite(v: torch.Tensor):
     """Index of the first row of v holding NaN or inf, or None (one device sync).
 
