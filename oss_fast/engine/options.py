@@ -123,6 +123,9 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
     if not torch.isfinite(z).all():
         raise ValueError("z holds NaN or inf")
     s = model_grid(model)
+    check_latent = getattr(model, "check_latent", None)
+    if callable(check_latent):  # a model that knows its latent layout (the wrappers, the bundled models)
+        check_latent(z)
     N_model = s.numel() - 1
     if published:
         N = N_model if teacher_steps is None else _positive_int("teacher_steps", teacher_steps, 1, N_model)

@@ -62,6 +62,46 @@ def network_fingerprint(net):
     return found
 
 
+def network_config(net) -> dict:
+    """What a wrapper can read of its network's input layout: a diffusers model's config, or the
+    attributes the original repositories' modules carry (in_channels, in_dim, patch_size); {} for a
+    plain callable."""
+    net = getattr(net, "eager", net)  # compile.CompiledCall
+    module = getattr(net, "__self__", net)  # a bound forward
+    config = getattr(module, "config", None)
+    if config is not None and callable(getattr(config, "get", None)):
+        return dict(config)
+    return {name: getattr(module, name) for name in ("in_channels", "in_dim", "patch_size") if hasattr(module, name)}
+
+
+def _patch_sizes(patch, count: int) -> tuple:
+    """A config's patch_size (an int, or one per patched dimension) as `count` ints (1: none known)."""
+    if isinstance(patch, int) and not isinstance(patch, bool):
+        return (patch,) * count
+    if isinstance(patch, (list, tuple)) and len(patch) == count and all(isinstance(p, int) for p in patch):
+        return tuple(patch)
+    return (1,) * count
+
+
+def check_latent_shape(x, network: str, layout: str, rank: int, channels=None, channel_dim: int = 1,
+                       patch=None, fix: str = "") -> None:
+    """ValueError (one line) unless x is a tensor of `rank` dimensions with `channels` entries along
+    channel_dim (when the network's config says) and the dimensions after it multiples of `patch`."""
+    shape = tuple(x.shape) if isinstance(x, torch.Tensor) else None
+    wanted = f"{network} takes latents {layout}"
+    if isinstance(channels, int) and not isinstance(channels, bool):
+        wanted += f" with {channels} channels (its in_channels)"
+    if shape is None or len(shape) != rank:
+        raise ValueError(f"{wanted}, got {'shape ' + str(shape) if shape else type(x).__name__}{fix}")
+    if isinstance(channels, int) and not isinstance(channels, bool) and shape[channel_dim] != channels:
+        raise ValueError(f"{wanted}, got {shape[channel_dim]} channels in shape {shape}{fix}")
+    spatial = shape[channel_dim + 1:]
+    sizes = _patch_sizes(patch, len(spatial))
+    if any(n % p for n, p in zip(spatial, sizes)):
+        raise ValueError(f"{network} cuts latents into patches of {'x'.join(map(str, sizes))}: the sizes "
+                         f"{'x'.join(map(str, spatial))} after the channels of shape {shape} must be multiples")
+
+
 class VelocityWrapper:
     """A model seen as `wrapper(x, t, cond, kwargs) -> v` on the grid `fm_steps`.
 
@@ -81,6 +121,10 @@ class VelocityWrapper:
     def fingerprint_fields(self) -> dict:
         """The wrapper's settings that change its output, beyond the grid and the network."""
         return {}
+
+    def check_latent(self, x) -> None:
+        """ValueError (one line) if latents of x's shape [B, ...] do not fit the network's config;
+        the search calls it on its noises before any model call, the wrapper on every call."""
 
     @property
     def fingerprint(self) -> dict:

@@ -58,6 +58,12 @@ class GaussianMixtureFlow:
         return dict(model="GaussianMixtureFlow", shape=list(self.shape), means=self.means, stds=self.stds,
                     weights=self.weights)
 
+    def check_latent(self, x) -> None:
+        """ValueError unless x is a batch of latents of the mixture's shape."""
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"the mixture takes latents [B, {', '.join(map(str, self.shape))}], got {got}")
+
     # -------------------------------------------------------------------------- the model
     def _means_dot(self, x: torch.Tensor) -> torch.Tensor:
         """<x_r, mu_k> [R, K], one matrix-vector product per row."""

@@ -129,11 +129,16 @@ class ImageFlow:
             raise ValueError(f"expected one value per row ({rows}), got {value.numel()}")
         return value
 
+    def check_latent(self, x) -> None:
+        """ValueError unless x is a batch of images of the model's shape."""
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected x [R, {', '.join(map(str, self.shape))}], got {got}")
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond=None, kwargs=None) -> torch.Tensor:
         rows = x.shape[0]
-        if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"expected x [R, {', '.join(map(str, self.shape))}], got {tuple(x.shape)}")
+        self.check_latent(x)
         s = self.fm_steps[self._per_row(t, rows)]
         null = torch.full((rows,), self.null_label, device=s.device, dtype=torch.long)
         labels = null if cond is None else self._per_row(cond, rows)
