@@ -49,7 +49,12 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
            band: int | None = None, max_rows: int | None = None, validate=None) -> SearchResult:
     """Find the K grid indices a K-step student with the given solver should visit (DESIGN §3, §3.5).
 
-    model: a velocity model `model(x, t, cond, kwargs)` with `model.fm_steps` (DESIGN §2).
+    model: a velocity model `model(x, t, cond, kwargs)` with `model.fm_steps` (DESIGN §2); optionally
+        `check_latent(z)`, which raises ValueError for latents that do not fit it (called on z before
+        any model call; the wrappers check rank, channels and patch sizes against their network's
+        config), and `fingerprint` (see checkpoint).
+    Before the first model call the search also estimates its own buffers from the sizes and refuses
+    in one line a search that cannot fit in the memory free on z's device (engine/memory.py).
     z: initial noises [B, ...]; cond: per-sample conditioning (first dimension B) or shared.
     mode: "compat" (the default: the DP of the published search_OSS), "exact" (the paper's
         Algorithm 1) or "teacher" (shortest path over the teacher's own jumps: no extra model calls).

@@ -29,6 +29,7 @@ from ..solvers import get_solver
 from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm
 from .inputs import SampleInputs
+from .memory import check_search_memory
 from . import guard, pairs
 from .options import JOINT, SearchOptions
 from .refine import Restriction, RowBudgetSpent, VelocityCache, band, coarse, default_stride
@@ -90,6 +91,8 @@ class Engine:
 
     def __init__(self, model, z: torch.Tensor, inputs: SampleInputs, opts: SearchOptions, comm: Comm | None = None,
                  checkpoint: Checkpoint | None = None, resume: bool = False):
+        # before anything of the search's size is allocated (the selection's indices included)
+        check_search_memory(opts, z.shape[0], tuple(z.shape[1:]), z.element_size(), z.device)
         self.model = model
         self.opts = opts
         self.device = z.device

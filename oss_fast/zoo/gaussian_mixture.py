@@ -19,6 +19,11 @@ import math
 import torch
 
 from ..grid import shifted_grid
+from .draws import check_count, generator
+
+
+def _itemsize(dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
 
 
 class GaussianMixtureFlow:
@@ -123,12 +128,14 @@ class GaussianMixtureFlow:
     # -------------------------------------------------------------------------- sampling and scoring
     def noise(self, n: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
         """n standard-normal latents (the starting points of sampling)."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)
+        n = check_count(n, self.dim * (8 + _itemsize(dtype)), "noises", self.means.device)
         return torch.randn(n, *self.shape, generator=gen, dtype=torch.float64).to(dtype).to(self.means.device)
 
     def sample_data(self, n: int, seed: int = 0, dtype=torch.float32):
         """n exact data samples and their component labels."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)
+        n = check_count(n, self.dim * (24 + _itemsize(dtype)) + 16, "data samples", self.means.device)
         labels = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=gen).to(self.means.device)
         eps = torch.randn(n, self.dim, generator=gen, dtype=torch.float64).to(self.means.device)
         x = self.means[labels] + self.stds[labels, None] * eps

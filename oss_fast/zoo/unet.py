@@ -16,6 +16,7 @@ from torch import nn
 
 from ..grid import shifted_grid
 from ..models.base import network_fingerprint
+from .draws import check_count, generator
 
 
 class RowLinear(nn.Linear):
@@ -153,12 +154,15 @@ class ImageFlow:
 
     def noise(self, n: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
         """n standard-normal latents [n, C, H, W] (the starting points of sampling)."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)
+        n = check_count(n, math.prod(self.shape) * (8 + torch.empty((), dtype=dtype).element_size()), "noises",
+                        self.fm_steps.device)
         return torch.randn((n,) + self.shape, generator=gen, dtype=torch.float64).to(dtype).to(self.fm_steps.device)
 
     def labels(self, n: int, seed: int = 0) -> torch.Tensor:
         """n uniformly random labels (never the null one)."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)
+        n = check_count(n, 8, "labels", self.fm_steps.device)
         return torch.randint(0, self.null_label, (n,), generator=gen).to(self.fm_steps.device)
 
     @staticmethod
