@@ -58,13 +58,15 @@ def _feed(h, value, where: str = "value"):
         if t.is_conj() or t.is_neg():
             t = t.resolve_conj().resolve_neg()
         h.update(f"tensor{tuple(t.shape)}{t.dtype};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():  # the bytes in place (hashlib reads the buffer): no copy of a large trajectory
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
     elif isinstance(value, (np.ndarray, np.generic)):
         a = np.ascontiguousarray(value)
         if a.dtype.hasobject:
             _refuse(where, value)
         h.update(f"ndarray{a.shape}{a.dtype.str}{a.dtype.descr};".encode())
-        h.update(a.tobytes())
+        if a.size:
+            h.update(a.reshape(-1).view(np.uint8))
     elif type(value) in PLAIN:
         h.update(f"{type(value).__qualname__}:{value!r};".encode())
     elif isinstance(value, (list, tuple)):
