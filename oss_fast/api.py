@@ -51,7 +51,12 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
            band: int | None = None, max_rows: int | None = None, validate=None) -> SearchResult:
     """Find the K grid indices a K-step student with the given solver should visit (DESIGN §3, §3.5).
 
-    model: a velocity model `model(x, t, cond, kwargs)` with `model.fm_steps` (DESIGN §2).
+    model: a velocity model `model(x, t, cond, kwargs)` with `model.fm_steps` (DESIGN §2); optionally
+        `check_latent(z)`, which raises ValueError for latents that do not fit it (called on z before
+        any model call; the wrappers check rank, channels and patch sizes against their network's
+        config), and `fingerprint` (see checkpoint).
+    Before the first model call the search also estimates its own buffers from the sizes and refuses
+    in one line a search that cannot fit in the memory free on z's device (engine/memory.py).
     z: initial noises [B, ...]; cond: per-sample conditioning (first dimension B) or shared.
     mode: "compat" (the default: the DP of the published search_OSS), "exact" (the paper's
         Algorithm 1) or "teacher" (shortest path over the teacher's own jumps: no extra model calls).
@@ -77,7 +82,14 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
     checkpoint: a file the search state is written to (atomically) after the teacher rollout and,
         for the full search (refine=False), after each level (a refined search resumes after the
         teacher: its passes cost about as much as the teacher); with resume=True a search continues from it (or starts afresh if it does
-        not exist yet) and a checkpoint from other inputs or options is refused.
+        not exist yet) and a checkpoint from other inputs or options is refused. An existing file
+        that is not an oss_fast checkpoint is refused, never overwritten. The checkpoint knows the
+        inputs by the bytes of every tensor and array in z, cond and model_kwargs (and plain values
+        by type; other objects are refused, before any model call), and the model by its
+        `fingerprint` attribute: what determines its output beyond the grid (weights or the
+        arguments that made them, guidance, dtype), a string or tensors and plain values in lists
+        and dicts. Bundled models and wrappers have one; a model without one is known only by its
+        `name` or class, so give a custom model a fingerprint (engine/checkpoint.py).
     process_group: with torch.distributed initialised (e.g. under torchrun), the model calls are
         shared by the ranks of this group (default: the world); every rank returns the same result.
     solver: the sampler the schedule is for: "euler" (the published search), or a multistep solver

@@ -180,6 +180,92 @@ def bad_schedule(**change):
     return lambda: Schedule.load(schedule_file(json.dumps(dict(GOOD_SCHEDULE, **change))))
 
 
+class Weighted:
+    """The mixture plus w[600] s^3 x, w a 1,200-element numpy array in model_kwargs (issue 19: numpy
+    abbreviates its repr)."""
+
+    def __init__(self, **mixture_options):
+        self.inner = mixture(**mixture_options)
+        self.fm_steps = self.inner.fm_steps
+        self.fingerprint = self.inner.fingerprint
+
+    def __call__(self, x, t, cond, kwargs):
+        return self.inner(x, t) + kwargs["w"][600] * x * self.fm_steps[t].reshape(-1, 1, 1, 1) ** 3
+
+
+def weighted(model, middle, **kw):
+    import numpy as np
+
+    w = np.zeros(1200)
+    w[600] = middle
+    return search(model=model, model_kwargs={"w": w}, mode="exact", refine=False, **kw)
+
+
+def resumed_from_other(first: dict, second: dict, name: str):
+    """A checkpoint of the first search, resumed by the second (an error is due where they differ)."""
+    path = TMP / f"{name}.ckpt"
+    weighted(checkpoint=path, **first)
+    return weighted(checkpoint=path, resume=True, **second).schedule
+
+
+def foreign_checkpoint(resume: bool):
+    path = TMP / f"notes{int(resume)}.txt"
+    path.write_text("precious")
+    try:
+        return search(mode="exact", checkpoint=path, resume=resume).schedule
+    finally:
+        assert path.read_text() == "precious", "a file that is not a checkpoint was overwritten"
+
+
+def with_grid(fm_steps):
+    """A mixture whose fm_steps is replaced by anything."""
+    model = Model()
+    model.fm_steps = fm_steps
+    return model
+
+
+class Opaque:
+    def __repr__(self):
+        return "Opaque()"
+
+
+class Pushed:
+    """Velocity -6e4 sign(x): finite in float16, while the teacher's state outgrows float16."""
+
+    def __init__(self):
+        self.inner = mixture()
+        self.fm_steps = self.inner.fm_steps
+
+    def __call__(self, x, t, cond, kwargs):
+        return (self.inner(x.float().clamp(-3e4, 3e4) / 3e4, t) * 100 - torch.sign(x) * 6e4).to(x.dtype)
+
+
+class Scaled:
+    """A mixture on a grid ending at 2 (the velocity halved: the same flow in doubled time)."""
+
+    def __init__(self):
+        self.inner = mixture()
+        self.fm_steps = 2 * self.inner.fm_steps
+
+    def __call__(self, x, t, cond, kwargs):
+        return self.inner(x, t) / 2
+
+
+def tiny_flux_search(z):
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+
+    from oss_fast.models import FluxWrapper, flux_inputs
+    from oss_fast.models.flux import flux_timesteps
+
+    torch.manual_seed(0)
+    net = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8,
+                                 num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=16,
+                                 guidance_embeds=True, axes_dims_rope=(2, 2, 4))
+    wrapper = FluxWrapper(net.eval(), flux_timesteps(FlowMatchEulerDiscreteScheduler(), 8, 16), 1000)
+    kwargs = flux_inputs(torch.randn(2, 5, 32), torch.randn(2, 16), 8, 8)
+    return oss_fast.search(wrapper, z, student_steps=3, model_kwargs=kwargs, progress=False).schedule
+
+
 CASES = [
     # ---------------------------------------------------------------- native API: options
     ("api", "K as a string", lambda: search(student_steps="3"), ERROR),
@@ -427,6 +513,64 @@ CASES = [
     ("comfyui", "steps a billion", lambda: node(steps=10**9), ERROR),
     ("comfyui", "good preset", lambda: torch.equal(node(schedule="wan", steps=20),
                                                   oss_fast.presets.get("wan").to_sigmas()), True),
+    # ---- issue 19: resume, sizes, engine messages (engine)
+    ("resume", "kwargs differing inside a 1,200-element array",
+     lambda: resumed_from_other(dict(model=Weighted(), middle=3.0), dict(model=Weighted(), middle=10.0), "w"), ERROR),
+    ("resume", "mixtures differing in mean_scale only",
+     lambda: resumed_from_other(dict(model=Weighted(mean_scale=1.0), middle=0.0),
+                                dict(model=Weighted(mean_scale=2.0), middle=0.0), "scale"), ERROR),
+    ("resume", "the same inputs resume to the same schedule",
+     lambda: resumed_from_other(dict(model=Weighted(), middle=3.0), dict(model=Weighted(), middle=3.0), "same") ==
+     weighted(Weighted(), 3.0).schedule, True),
+    ("resume", "an opaque object in model_kwargs", lambda: search(model_kwargs={"foo": Opaque()},
+                                                                  checkpoint=TMP / "opaque.ckpt"), ERROR),
+    ("resume", "an object array as cond", lambda: search(cond=__import__("numpy").array([Opaque()] * 2, dtype=object),
+                                                         checkpoint=TMP / "objects.ckpt"), ERROR),
+    ("resume", "checkpoint at a foreign file, no resume", lambda: foreign_checkpoint(False), ERROR),
+    ("resume", "checkpoint at a foreign file, resume", lambda: foreign_checkpoint(True), ERROR),
+    ("sizes", "N = 10^6, refined", lambda: search(model=mixture(10**6)), ERROR),
+    ("sizes", "N = 10^5, full search", lambda: search(model=mixture(10**5), refine=False), ERROR),
+    ("sizes", "N = 3000, mode teacher with unipc", lambda: search(model=mixture(3000), mode="teacher", solver="unipc"),
+     ERROR),
+    ("sizes", "B = 10^7 noises", lambda: search(z=torch.zeros(1, *SHAPE).expand(10**7, *SHAPE)), ERROR),
+    ("sizes", "frames = 10^9", lambda: search(model=GaussianMixtureFlow(shape=(2, 3, 2, 2), components=3,
+                                                                        teacher_steps=10),
+                                              z=torch.randn(2, 2, 3, 2, 2), frames=10**9), ERROR),
+    ("sizes", "10^9 noises of the digits model", lambda: oss_fast.zoo.noises(oss_fast.zoo.digits(), 10**9, 0), ERROR),
+    ("sizes", "noises with seed 1e30", lambda: oss_fast.zoo.noises(oss_fast.zoo.digits(), 2, 10**30), ERROR),
+    ("engine", "float16 teacher overflows", lambda: search(model=Pushed(), z=(noise().clamp(-1, 1) * 3e4).half()),
+     ERROR),
+    ("engine", "dpmpp_2m on a grid ending at 2", lambda: search(model=Scaled(), solver="dpmpp_2m", validate=False),
+     ERROR),
+    ("engine", "unipc on a grid ending at 2", lambda: search(model=Scaled(), solver="unipc", mode="teacher"), ERROR),
+    ("engine", "ab2 on a grid ending at 2", lambda: oss_fast.search(
+        Scaled(), noise(), student_steps=3, mode="exact", aggregate="per_sample", solver="ab2", refine=False,
+        validate=False, progress=False).steps == ref.search(Scaled(), noise(), student_steps=3, mode="exact",
+                                                            solver="ab2"), True),
+    ("engine", "solver as a list", lambda: search(solver=["euler"]), ERROR),
+    ("engine", "seed None", lambda: search(seed=None), ERROR),
+    ("engine", "seed -1 with random channels", lambda: search(seed=-1, channels=1, random_channels=True), ERROR),
+    ("engine", "seed 1.7", lambda: search(seed=1.7), ERROR),
+    ("engine", "seed 1e30", lambda: search(seed=1e30), ERROR),
+    ("engine", "model_kwargs a list", lambda: search(model_kwargs=[1, 2]), ERROR),
+    ("engine", "model_kwargs with an int key", lambda: search(model_kwargs={1: 2}), ERROR),
+    ("engine", "fm_steps None", lambda: search(model=with_grid(None)), ERROR),
+    ("engine", "fm_steps a string", lambda: search(model=with_grid("0 0.5 1")), ERROR),
+    ("engine", "fm_steps of strings", lambda: search(model=with_grid(["0", "1"])), ERROR),
+    ("engine", "fm_steps on meta", lambda: search(model=with_grid(torch.linspace(0, 1, 11, device="meta"))),
+     ERROR),
+    ("engine", "z on meta", lambda: search(z=torch.zeros(2, *SHAPE, device="meta")), ERROR),
+    ("engine", "norm 1e308", lambda: search(norm=1e308), ERROR),
+    ("engine", "norm 64 runs", lambda: len(search(norm=64, mode="exact").schedule) == 3, True),
+    ("engine", "mode teacher with stride", lambda: search(mode="teacher", stride=2), ERROR),
+    ("models", "FLUX latent with wrong channels", lambda: tiny_flux_search(torch.randn(2, 16, 12)), ERROR),
+    ("models", "FLUX unpacked latent", lambda: tiny_flux_search(torch.randn(2, 4, 8, 8)), ERROR),
+    ("cli", "teacher-steps 10^6", lambda: cli("search", "--teacher-steps", "1000000", "--no-progress", "--out",
+                                              str(TMP / "n6")), ERROR),
+    ("cli", "search --samples 10^7", lambda: cli("search", "--samples", "10000000", "--no-progress", "--out",
+                                                 str(TMP / "b7")), ERROR),
+    ("cli", "search --seed 10^30", lambda: cli("search", "--seed", str(10**30), "--no-progress", "--out",
+                                               str(TMP / "seed")), ERROR),
     # ---------------------------------------------------------------- CLI
     ("cli", "samples 0", lambda: cli("search", "--samples", "0"), ERROR),
     ("cli", "eval-samples -1", lambda: cli("search", "--eval-samples", "-1"), ERROR),

@@ -60,6 +60,7 @@ class TinySTDiT3(torch.nn.Module):
     def __init__(self, channels=4, text_dim=16, hidden=8, seed=0):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
+        self.in_channels, self.patch_size = channels, (1, 1, 1)  # STDiT3's attributes (its patches: 1x2x2)
         self.conv_in = torch.nn.Conv3d(channels, hidden, 3, padding=1)
         self.conv_out = torch.nn.Conv3d(hidden, 2 * channels, 3, padding=1)
         self.time = torch.nn.Linear(1, hidden)
@@ -98,6 +99,7 @@ class TinyWanModel(torch.nn.Module):
     def __init__(self, channels=4, text_dim=16, hidden=8, seed=0):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
+        self.in_dim, self.patch_size = channels, (1, 1, 1)  # WanModel's attributes (its patches: 1x2x2)
         self.conv_in = torch.nn.Conv3d(channels, hidden, 3, padding=1)
         self.conv_out = torch.nn.Conv3d(hidden, channels, 3, padding=1)
         self.time = torch.nn.Linear(1, hidden)

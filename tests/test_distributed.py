@@ -1,7 +1,10 @@
 """Searches shared by torch.distributed ranks, checkpoints and resume, out-of-memory back-off."""
 
+import copy
 import dataclasses
 import os
+
+import numpy as np
 
 import pytest
 import torch
@@ -9,6 +12,9 @@ import torch.multiprocessing as mp
 
 import oss_fast
 import oss_fast.solvers
+from oss_fast.engine.checkpoint import MAGIC, read_file, write_file
+
+from oss_fast.zoo import GaussianMixtureFlow
 
 from models import TinyConvNet, full_search
 
@@ -96,7 +102,7 @@ def test_a_refined_search_resumes_after_the_teacher(tmp_path):
     path = tmp_path / "search.ckpt"
     with pytest.raises(KeyboardInterrupt):  # interrupted in the band passes, after the teacher's 24 calls
         refined(Bomb(model, 24 + fresh.stats.candidate_calls - 1), checkpoint=path)
-    assert torch.load(path, weights_only=True)["phase"] == "teacher"
+    assert read_file(path)["phase"] == "teacher"
     resumed = refined(model, checkpoint=path, resume=True)
     assert resumed.steps == fresh.steps and resumed.schedule == fresh.schedule
     assert resumed.stats.teacher_calls == 0 and resumed.stats.resumed_from == "the teacher rollout"
@@ -105,7 +111,7 @@ def test_a_refined_search_resumes_after_the_teacher(tmp_path):
 @pytest.mark.parametrize("mode", ["compat", "exact"])
 def test_resume_after_an_interruption_gives_the_same_result(tmp_path, mode):
     path, fresh = interrupted_checkpoint(tmp_path, mode, levels=3)
-    assert torch.load(path, weights_only=True)["level"] == 3
+    assert read_file(path)["level"] == 3
     resumed = search(mode, "per_sample", checkpoint=path, resume=True)
     assert resumed.steps == fresh.steps
     assert resumed.stats.resumed_from == "level 2"
@@ -126,18 +132,112 @@ def test_checkpoint_from_other_inputs_is_refused(tmp_path):
     assert search("exact", "per_sample", checkpoint=path).steps == search("exact", "per_sample").steps
 
 
+class Weighted:
+    """The mixture plus w[600] * s^3 x, with w a 1,200-element numpy array in model_kwargs (numpy
+    abbreviates such an array's repr to its ends)."""
+
+    def __init__(self, **mixture):
+        self.inner = GaussianMixtureFlow(shape=(2, 4, 4), components=3, teacher_steps=10, seed=1, **mixture)
+        self.fm_steps = self.inner.fm_steps
+        self.fingerprint = self.inner.fingerprint
+
+    def __call__(self, x, t, cond, kwargs):
+        return self.inner(x, t) + kwargs["w"][600] * x * self.fm_steps[t].reshape(-1, 1, 1, 1) ** 3
+
+
+def weighted_search(model, middle: float, **kwargs):
+    w = np.zeros(1200)
+    w[600] = middle
+    z = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    return oss_fast.search(model, z, student_steps=3, model_kwargs={"w": w}, mode="exact", refine=False,
+                           progress=False, **kwargs)
+
+
+def test_inputs_that_differ_only_inside_a_large_array_do_not_resume_each_other(tmp_path):
+    path = tmp_path / "search.ckpt"
+    assert weighted_search(Weighted(), 3.0, checkpoint=path).schedule == [4, 8, 10]
+    # before: the fingerprint hashed the array's abbreviated repr, and this resumed to [4, 8, 10]
+    assert weighted_search(Weighted(), 10.0).schedule == [6, 9, 10]
+    with pytest.raises(ValueError, match="other inputs or options"):
+        weighted_search(Weighted(), 10.0, checkpoint=path, resume=True)
+    assert weighted_search(Weighted(), 3.0, checkpoint=path, resume=True).schedule == [4, 8, 10]
+    for cond in (np.arange(1200.0), [np.arange(1200.0)], {"c": np.arange(1200.0)}):  # nested too
+        other = copy.deepcopy(cond)
+        (other if isinstance(other, np.ndarray) else other[0] if isinstance(other, list) else other["c"])[600] = -1
+        assert fingerprint_of(cond) != fingerprint_of(other)
+        assert fingerprint_of(cond) == fingerprint_of(copy.deepcopy(cond))
+
+
+def fingerprint_of(cond, kwargs=None, model=None):
+    from oss_fast.engine.checkpoint import fingerprint
+    from oss_fast.engine.options import check_options
+
+    model = model or Weighted()
+    z = torch.zeros(2, 2, 4, 4)
+    return fingerprint(model, z, cond, kwargs, model.fm_steps, check_options(model, z, student_steps=3))
+
+
+def test_mixtures_that_differ_only_in_mean_scale_do_not_resume_each_other(tmp_path):
+    path = tmp_path / "search.ckpt"
+    weighted_search(Weighted(mean_scale=1.0), 0.0, checkpoint=path)
+    # before: both mixtures had the same name, the fingerprint's only knowledge of the model
+    with pytest.raises(ValueError, match="other inputs or options"):
+        weighted_search(Weighted(mean_scale=2.0), 0.0, checkpoint=path, resume=True)
+    assert weighted_search(Weighted(mean_scale=1.0), 0.0, checkpoint=path, resume=True).stats.resumed_from
+
+
+class Opaque:
+    """A kwarg whose repr does not show its content."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return "Opaque()"
+
+
+@pytest.mark.parametrize("cond,kwargs,where", [
+    (None, {"foo": Opaque(1)}, r"model_kwargs\['foo'\] is a Opaque"),
+    (None, {"foo": [1, {"bar": Opaque(1)}]}, r"model_kwargs\['foo'\]\[1\]\['bar'\] is a Opaque"),
+    ([torch.ones(2), Opaque(2)], None, r"cond\[1\] is a Opaque"),
+    (np.array([Opaque(1), Opaque(2)], dtype=object), None, "cond is a ndarray"),
+    (torch.ones(2, device="meta"), None, "cond is a Tensor"),
+])
+def test_inputs_the_checkpoint_cannot_hash_are_refused_before_any_model_call(tmp_path, cond, kwargs, where):
+    class NoCalls(Weighted):
+        def __call__(self, *args):
+            raise AssertionError("the model was called")
+
+    z = torch.randn(2, 2, 4, 4)
+    with pytest.raises(ValueError, match=where + ": the checkpoint cannot fingerprint it; pass tensors, arrays, "
+                       "numbers or strings, or run without checkpoint"):
+        oss_fast.search(NoCalls(), z, cond, student_steps=3, model_kwargs=kwargs, checkpoint=tmp_path / "c",
+                        progress=False)
+    assert not (tmp_path / "c").exists()
+
+
+def test_plain_values_are_hashed_with_their_type():
+    assert fingerprint_of(None, {"a": 1}) != fingerprint_of(None, {"a": 1.0})
+    assert fingerprint_of(None, {"a": 1}) != fingerprint_of(None, {"a": True})
+    assert fingerprint_of(None, {"a": "1"}) != fingerprint_of(None, {"a": 1})
+    assert fingerprint_of(None, {"a": (1, 2)}) != fingerprint_of(None, {"a": [1, 2]})
+    assert fingerprint_of(torch.ones(2)) != fingerprint_of(torch.ones(2, dtype=torch.float64))
+    assert fingerprint_of(np.ones(2)) != fingerprint_of(np.ones((1, 2)))
+    assert fingerprint_of(None, {"a": 1, "b": 2}) == fingerprint_of(None, {"b": 2, "a": 1})
+
+
 def edited(path, **changes):
     """Rewrites a checkpoint with changed entries; with checksum=True the checksum is recomputed (an
     edit by someone who knows the format), else the old one is kept."""
     from oss_fast.engine.checkpoint import _digest
 
-    state = torch.load(path, weights_only=True)
+    state = read_file(path)
     rehash = changes.pop("checksum", False)
     for key, change in changes.items():
         state[key] = change(state[key]) if callable(change) else change
     if rehash:
         state["checksum"] = _digest({k: v for k, v in state.items() if k != "checksum"})
-    torch.save(state, path)
+    write_file(path, state)
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -170,9 +270,29 @@ def test_a_flipped_byte_or_a_foreign_file_is_refused(tmp_path):
     torch.save([1, 2, 3], path)
     with pytest.raises(ValueError, match="not an oss_fast checkpoint"):
         search("compat", "per_sample", checkpoint=path, resume=True)
-    path.write_text("not a checkpoint")
+    write_file(path, [1, 2, 3])  # our first bytes, then no state
+    with pytest.raises(ValueError, match="not an oss_fast checkpoint"):
+        search("compat", "per_sample", checkpoint=path, resume=True)
+    path.write_bytes(MAGIC + b"not a checkpoint")
     with pytest.raises(ValueError, match="is unreadable"):
         search("compat", "per_sample", checkpoint=path, resume=True)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_file_that_is_not_a_checkpoint_is_never_overwritten(tmp_path, resume):
+    path = tmp_path / "notes.txt"
+    path.write_text("precious")
+    torch.save({"weights": torch.ones(3)}, tmp_path / "model.pt")  # a torch file of someone else's
+    for target in (path, tmp_path / "model.pt"):
+        before = target.read_bytes()
+        with pytest.raises(ValueError, match="is not an oss_fast checkpoint"):
+            search("compat", "per_sample", checkpoint=target, resume=resume)
+        assert target.read_bytes() == before
+    # an empty file holds nothing to lose: the search writes its checkpoint there
+    empty = tmp_path / "empty.ckpt"
+    empty.touch()
+    assert search("compat", "per_sample", checkpoint=empty, resume=resume).steps == search("compat", "per_sample").steps
+    assert empty.read_bytes().startswith(MAGIC)
 
 
 def test_checkpoints_are_not_written_through_links_and_leave_no_temporary_files(tmp_path):
@@ -233,7 +353,7 @@ def test_multistep_search_resumes_to_the_same_result(tmp_path, solver):
     with pytest.raises(KeyboardInterrupt):
         full_search(Bomb(model, calls), z, cond, student_steps=4, mode="exact", aggregate="joint",
                         max_batch=5, progress=False, checkpoint=path, solver=solver)
-    assert torch.load(path, weights_only=True)["hist"].shape[2] == oss_fast.solvers.get_solver(solver).history
+    assert read_file(path)["hist"].shape[2] == oss_fast.solvers.get_solver(solver).history
     resumed = search("exact", "joint", checkpoint=path, resume=True, solver=solver)
     assert resumed.schedule == fresh.schedule and resumed.stats.resumed_from == "level 1"
     edited(path, depth=lambda d: d + 5, checksum=True)

@@ -139,3 +139,15 @@ def test_a_guarded_search_resumes_after_the_teacher_to_the_same_verdicts(tmp_pat
                             resume=True, progress=False)
     assert again.stats.resumed_from == "the teacher rollout"
     assert again.schedule == first.schedule and again.guard.verdicts == first.guard.verdicts
+
+
+def test_the_validation_teacher_names_the_noise_whose_state_overflows():
+    s = torch.linspace(0, 1, 11, dtype=torch.float64)
+    z = torch.zeros(3, 4, dtype=torch.float16)
+    z[2, 1] = 3e4  # noise 2 grows by 6e4 * 0.1 a step: past float16's 65,504 after 6 steps, at grid index 4
+    push = lambda x, grid, samples, where: -torch.sign(x) * 6e4  # noqa: E731 - finite velocities, even at inf
+    with pytest.raises(FloatingPointError, match=r"^the validation teacher's state overflowed to inf or NaN at grid "
+                                                 r"index 4 for fresh noise 2 \(latent float16\): use float32 latents"):
+        guard.teacher_rollout(push, z, torch.zeros(3, dtype=torch.long), s, True)
+    assert torch.equal(guard.teacher_rollout(push, z.float(), torch.zeros(3, dtype=torch.long), s, True)[2, 1],
+                       torch.tensor(3e4 + 6e4))

@@ -146,6 +146,79 @@ def test_search_with_wrapper_equals_reference(name, mode):
     assert res.steps == expected
 
 
+def modules_of(wrapper):
+    """The torch modules a wrapper's fingerprint reads the weights of."""
+    net = getattr(wrapper.network, "transformer", wrapper.network)
+    return [net] if isinstance(net, torch.nn.Module) else []
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_wrapper_fingerprints_follow_the_weights_and_settings(name, monkeypatch):
+    from oss_fast.engine.checkpoint import _digest
+    from oss_fast.models import base
+
+    digest = lambda w: _digest(w.fingerprint)  # noqa: E731
+    first = digest(make_case(name)[0])
+    assert digest(make_case(name)[0]) == first  # the same network and settings: the same fingerprint
+    wrapper = make_case(name)[0]
+    for attribute in ("guidance_scale", "guide_scale"):  # the guidance changes the output
+        if hasattr(wrapper, attribute):
+            setattr(wrapper, attribute, 2.5)
+            assert digest(wrapper) != first
+    if name == "dit-diffusers":
+        wrapper.model.guidance_scale = 2.5
+        assert digest(wrapper) != first
+    for big in (False, True):  # all the weights, or (a large network) a sample of each tensor
+        if big:
+            monkeypatch.setattr(base, "FULL_HASH_BYTES", 0)
+        wrapper = make_case(name)[0]
+        if not modules_of(wrapper):  # a plain callable (a closure): known by its qualified name
+            assert "callable" in wrapper.fingerprint["network"]
+            continue
+        network = wrapper.fingerprint["network"]
+        assert ("sample" if big else "state") in network.get("transformer", network)
+        before = digest(wrapper)
+        with torch.no_grad():
+            next(modules_of(wrapper)[0].parameters()).mul_(1.5)  # another checkpoint of the network
+        assert digest(wrapper) != before
+
+
+@pytest.mark.parametrize("name,shape,message", [
+    # before: "mat1 and mat2 shapes cannot be multiplied" from inside the transformer
+    ("flux", (B, 16, 12), r"the FLUX transformer takes latents packed \[B, tokens, C\] with 16 channels \(its "
+                          r"in_channels\), got 12 channels in shape \(2, 16, 12\): pass packed latents \(pack_latents "
+                          r"makes them from \[B, 4, H, W\]\)"),
+    ("flux", (B, 4, 8, 8), r"the FLUX transformer takes latents packed \[B, tokens, C\] .*, got shape \(2, 4, 8, 8\)"),
+    ("dit-diffusers", (B, 3, 8, 8), r"the DiT network takes latents \[B, C, H, W\] with 4 channels \(its "
+                                   r"in_channels\), got 3 channels in shape \(2, 3, 8, 8\)"),
+    ("dit-diffusers", (B, 4, 7, 8), r"the DiT network cuts latents into patches of 2x2: the sizes 7x8 after the "
+                                   r"channels of shape \(2, 4, 7, 8\) must be multiples"),
+    ("wan-diffusers", (B, 3, 3, 8, 8), r"the Wan network takes latents \[B, C, F, H, W\] with 4 channels"),
+    ("wan-diffusers", (B, 4, 3, 8, 7), r"the Wan network cuts latents into patches of 1x2x2"),
+    ("wan-native", (B, 4, 2, 4), r"the Wan network takes latents \[B, C, F, H, W\] with 4 channels .*, got shape"),
+    ("opensora", (B, 5, 3, 4, 4), r"STDiT3 takes latents \[B, C, T, H, W\] with 4 channels"),
+])
+def test_wrappers_check_the_latent_against_the_network_before_any_call(name, shape, message):
+    wrapper, z, cond, kwargs = make_case(name)
+    net = modules_of(wrapper)[0]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was called")
+
+    net.register_forward_pre_hook(refuse)
+    with pytest.raises(ValueError, match="^" + message):
+        oss_fast.search(wrapper, randn(*shape).to(z.dtype), cond, student_steps=3, model_kwargs=kwargs, progress=False)
+    with pytest.raises(ValueError, match="^" + message):  # and called directly, as sample calls it
+        wrapper(randn(*shape).to(z.dtype), torch.full((B,), N), cond, kwargs)
+
+
+def test_flux_checks_the_position_ids_against_the_tokens():
+    wrapper, z, cond, kwargs = make_case("flux")
+    kwargs = dict(kwargs, img_ids=kwargs["img_ids"][:8])
+    with pytest.raises(ValueError, match=r"model_kwargs\['img_ids'\] holds 8 positions for latents of 16 tokens"):
+        oss_fast.search(wrapper, z, cond, student_steps=3, model_kwargs=kwargs, progress=False)
+
+
 # ----------------------------------------------------------------------------- conversions by hand
 
 class GaussianEps:

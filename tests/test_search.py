@@ -198,11 +198,11 @@ class NoCalls:
     (dict(student_steps=3, mode="fast"), "mode must be one of"),
     (dict(student_steps=3, mode="compat", aggregate="mean"), "aggregate must be one of"),
     (dict(student_steps=3, mode="teacher", objective="min"), "objective must be one of"),
-    (dict(student_steps=3, norm=0), "norm must be a finite p >= 1"),
-    (dict(student_steps=3, norm=0.5), "norm must be a finite p >= 1"),
-    (dict(student_steps=3, norm=float("inf")), "norm must be a finite p >= 1"),
-    (dict(student_steps=3, norm=float("nan")), "norm must be a finite p >= 1"),
-    (dict(student_steps=3, norm="2"), "norm must be a finite p >= 1"),
+    (dict(student_steps=3, norm=0), r"norm must be a p in \[1, 64\]"),
+    (dict(student_steps=3, norm=0.5), r"norm must be a p in \[1, 64\]"),
+    (dict(student_steps=3, norm=float("inf")), r"norm must be a p in \[1, 64\]"),
+    (dict(student_steps=3, norm=float("nan")), r"norm must be a p in \[1, 64\]"),
+    (dict(student_steps=3, norm="2"), r"norm must be a p in \[1, 64\]"),
     (dict(student_steps=10, mode="compat"), r"student_steps \(10\) must be below teacher_steps \(10\) in mode 'compat'"),
     (dict(student_steps=3, teacher_steps=5), r"teacher_steps \(5\) must equal the model's grid, 10 steps"),
     (dict(student_steps=3, resume=True), "resume=True needs checkpoint="),
@@ -224,6 +224,20 @@ class NoCalls:
     (dict(student_steps=3, refine=False, stride=2), "stride, band and max_rows shape the refinement: they need refine=True"),
     (dict(student_steps=3, band=0), r"band must be an int \[1, 10\]"),
     (dict(student_steps=3, stride=11), r"stride must be an int \[1, 10\]"),
+    # issue 19: messages that name the problem, before any model call
+    (dict(student_steps=3, solver=["euler"]), r"solver must be one of \['ab2', 'dpmpp_2m', 'euler', 'unipc'\] \(a name\), "
+                                              r"got \['euler'\]"),
+    (dict(student_steps=3, seed=None), r"seed must be an int \[0, 9223372036854775807\], got None"),
+    (dict(student_steps=3, seed=-1, channels=1, random_channels=True), r"seed must be an int \[0, .*\], got -1"),
+    (dict(student_steps=3, seed=1.7), r"seed must be an int \[0, .*\], got 1.7"),
+    (dict(student_steps=3, seed=1e30), r"seed must be an int \[0, .*\], got 1e\+30"),
+    (dict(student_steps=3, seed=2**64), r"seed must be an int \[0, .*\], got 18446744073709551616"),
+    (dict(student_steps=3, model_kwargs=[1, 2]), "model_kwargs must be a dict of further model inputs .*, got list"),
+    (dict(student_steps=3, model_kwargs={1: 2}), "model_kwargs must be keyed by argument names .*, got the key 1"),
+    (dict(student_steps=3, norm=1e308), r"norm must be a p in \[1, 64\] \(the cost is mean \|x - x_teacher\|\^p in float64"),
+    (dict(student_steps=3, norm=65), r"norm must be a p in \[1, 64\]"),
+    (dict(student_steps=3, mode="teacher", stride=2), "which mode 'teacher' does not do"),
+    (dict(student_steps=3, mode="teacher", band=2), "which mode 'teacher' does not do"),
 ])
 def test_bad_options_raise_before_any_model_call(kwargs, message):
     model = NoCalls(GaussianMixtureFlow(shape=SHAPE, teacher_steps=10).fm_steps)
@@ -240,9 +254,16 @@ def test_bad_inputs_raise_before_any_model_call():
         full_search(NoCalls(torch.tensor([0.1, 0.5, 1.0])), z, student_steps=1)
     with pytest.raises(ValueError, match="no fm_steps"):
         full_search(object(), z, student_steps=2)
+    for steps in (None, "0 0.5 1", ["0", "1"], torch.tensor([0, 1j])):
+        with pytest.raises(ValueError, match="model.fm_steps must be a 1-D tensor of real flow times"):
+            full_search(NoCalls(steps), z, student_steps=1)
+    with pytest.raises(ValueError, match="model.fm_steps is on the meta device"):
+        full_search(NoCalls(grid.to("meta")), z, student_steps=1)
+    with pytest.raises(ValueError, match="z is on the meta device"):
+        full_search(NoCalls(grid), z.to("meta"), student_steps=1)
     with pytest.raises(ValueError, match="z holds NaN or inf"):
         full_search(NoCalls(grid), torch.full((2, *SHAPE), float("nan")), student_steps=2)
-    with pytest.raises(ValueError, match="z must be a floating-point tensor"):
+    with pytest.raises(ValueError, match="z must be a real floating-point tensor"):
         full_search(NoCalls(grid), torch.zeros(2, *SHAPE, dtype=torch.long), student_steps=2)
     with pytest.raises(ValueError, match=r"cond has 3 entries but the search batch is 2"):
         full_search(NoCalls(grid), z, torch.tensor([1, 2, 3]), student_steps=2)
@@ -297,6 +318,54 @@ def test_nan_from_the_model_names_level_and_grid_index():
         full_search(NanAt(0), z, student_steps=2, progress=False)
     with pytest.raises(FloatingPointError, match="at level 0 at grid index 7"):
         full_search(NanAt(10), z, student_steps=2, mode="compat", progress=False)
+
+
+class Pushed:
+    """Velocity -6e4 sign(x) (plus a little of the mixture's, on x clamped): finite in float16, and
+    finite even for an infinite x, while the state grows by 6e4 |ds| per step of a uniform grid."""
+
+    def __init__(self):
+        self.inner = GaussianMixtureFlow(shape=SHAPE, components=3, teacher_steps=10)
+        self.fm_steps = self.inner.fm_steps
+
+    def __call__(self, x, t, cond, kwargs):
+        return (self.inner(x.float().clamp(-3e4, 3e4) / 3e4, t) * 100 - torch.sign(x) * 6e4).to(x.dtype)
+
+
+@pytest.mark.parametrize("mode", ["compat", "exact", "teacher"])
+def test_a_teacher_state_that_overflows_names_grid_index_and_sample(mode):
+    model = Pushed()
+    z = (model.inner.noise(2).clamp(-1, 1) * 3e4).half()  # sample 0 holds an entry of 3e4
+    # 3e4 + 6 steps of 6e4 * 0.1 = 66,000 > 65,504, float16's largest: grid index 10 - 6 = 4
+    # (before: "found a path with repeated grid indices", or "no path of K finite-cost jumps")
+    with pytest.raises(FloatingPointError, match=r"^the teacher's state overflowed to inf or NaN at grid index 4 "
+                                                 r"for sample 0 \(latent float16\): use float32 latents"):
+        oss_fast.search(model, z, student_steps=3, mode=mode, progress=False)
+
+
+@pytest.mark.parametrize("solver", ["dpmpp_2m", "unipc"])
+def test_log_snr_solvers_need_a_grid_within_0_and_1(solver):
+    grid = 2 * GaussianMixtureFlow(shape=SHAPE, teacher_steps=10).fm_steps
+    # before: "found a path with repeated grid indices", or a schedule scored on NaN costs
+    with pytest.raises(ValueError, match=r"solver '.*' steps in log-SNR log\(\(1 - s\) / s\), defined for flow "
+                                         r"times s in \[0, 1\], but the model's grid ends at fm_steps\[10\] = 2"):
+        oss_fast.search(NoCalls(grid), torch.zeros(2, *SHAPE), student_steps=3, solver=solver, validate=False)
+
+
+@pytest.mark.parametrize("solver", ["euler", "ab2"])
+def test_flow_time_solvers_run_on_a_grid_ending_above_1(solver):
+    inner = GaussianMixtureFlow(shape=SHAPE, components=3, teacher_steps=10)
+
+    class Doubled:
+        fm_steps = 2 * inner.fm_steps
+
+        def __call__(self, x, t, cond, kwargs):
+            return inner(x, t) / 2
+
+    z = inner.noise(2)
+    res = full_search(Doubled(), z, student_steps=3, mode="exact", aggregate="per_sample", solver=solver,
+                      validate=False, progress=False)
+    assert res.steps == ref.search(Doubled(), z, student_steps=3, mode="exact", solver=solver)
 
 
 # ----------------------------------------------------------------------------- GPU

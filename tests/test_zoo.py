@@ -76,3 +76,23 @@ def test_factories_get_the_arguments_they_take():
     assert len(model.fm_steps) == 8
     with pytest.raises(ValueError, match="no noise"):
         noises(model, 2, seed=0)
+
+
+def test_bundled_fingerprints_follow_what_changes_the_velocity():
+    from oss_fast.engine.checkpoint import _digest
+
+    digest = lambda model: _digest(model.fingerprint)  # noqa: E731
+    for build, changes in ((GaussianMixtureFlow, [dict(mean_scale=2.0), dict(std_range=(0.3, 0.8)), dict(seed=1),
+                                                   dict(components=7), dict(shape=(4, 32, 16))]),
+                           (digits, [dict(guidance_scale=2.0), dict(dtype=torch.float64)]),
+                           (patches, [dict(guidance_scale=2.0), dict(dtype=torch.float64)])):
+        base = digest(build())
+        assert digest(build()) == base  # built alike: the same fingerprint
+        for change in changes:
+            assert digest(build(**change)) != base, (build, change)
+    assert digest(digits()) != digest(patches())
+    model = digits()
+    before = digest(model)
+    with torch.no_grad():
+        model.net.conv_in.weight.mul_(1.01)  # other weights of the same network
+    assert digest(model) != before

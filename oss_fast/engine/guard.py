@@ -25,6 +25,7 @@ import torch
 from ..metrics import peak, psnr_measures, psnr_summary, sample_errors
 from ..ops import euler_rows
 from ..solvers import Trajectory
+from .velocity import first_non_finite, overflow_error
 
 MAX_CANDIDATES = 5  # Euler search, searched (joint), searched (joint_rms), uniform, time-shifted
 SEED_OFFSET = 1_000_000  # fresh noises: seed + this, never the seeds the reports draw held-out noises with
@@ -86,6 +87,9 @@ def teacher_rollout(call, z: torch.Tensor, samples: torch.Tensor, s: torch.Tenso
         grid = torch.full((z.shape[0],), i, dtype=torch.long, device=z.device)
         v = call(x, grid, samples, "in the validation teacher rollout")
         x = euler_rows(x, v, (s[i - 1] - s[i]).expand(z.shape[0]), float32)
+        bad = first_non_finite(x)
+        if bad is not None:  # every rank holds all of x: each raises alike
+            raise overflow_error("the validation teacher's state", i - 1, bad, z.dtype, "fresh noise")
         if bar is not None:
             bar.update()
     return x

@@ -9,6 +9,8 @@ is an error, not a guess.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 
@@ -31,7 +33,16 @@ class SampleInputs:
     """cond and kwargs of a search, split into per-sample and shared parts."""
 
     def __init__(self, cond, kwargs: dict | None, batch: int, per_sample_kwargs=None):
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise ValueError(f"model_kwargs must be a dict of further model inputs (name: value), got "
+                             f"{type(kwargs).__name__}")
         kwargs = dict(kwargs or {})
+        for name in kwargs:
+            if not isinstance(name, str):
+                raise ValueError(f"model_kwargs must be keyed by argument names (strings), got the key {name!r}")
+        if per_sample_kwargs is not None and (isinstance(per_sample_kwargs, str) or not all(
+                isinstance(n, str) for n in per_sample_kwargs)):
+            raise ValueError(f"per_sample_kwargs must be a list of model_kwargs names, got {per_sample_kwargs!r}")
         n = _length(cond)
         if cond is not None and n is not None and n not in (batch, 1):
             raise ValueError(f"cond has {n} entries but the search batch is {batch} (expected {batch} or 1)")

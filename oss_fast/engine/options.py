@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..solvers import SOLVERS
+from .velocity import check_noise
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,33 @@ MODES = ("compat", "exact", "teacher")
 JOINT = ("joint", "joint_rms")  # one decision for all samples: on the mean cost, or the mean root cost
 AGGREGATES = ("per_sample", "median") + JOINT
 OBJECTIVES = ("sum", "max")
+INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+# the largest p of the |x - x_teacher|^p cost: costs are float64, where |x|^p of errors between 1e-4
+# and 1e4 stays within its normal range (1e-308 .. 1e308) for p <= 64 only; beyond, costs underflow
+# to 0 or overflow to inf and the DP's choice among them is arbitrary
+MAX_NORM = 64
+SEED_MAX = 2**63 - 1  # torch.Generator and numpy take any int in [0, 2^63 - 1] (with the guard's offset)
+# the solvers whose steps use the log-SNR of flow time (DESIGN §3.5: as diffusers runs them on flow
+# sigmas), which exists on [0, 1] only; euler and ab2 step in flow time itself, on any grid
+LOG_SNR_SOLVERS = ("dpmpp_2m", "unipc")
 
 
 def model_grid(model) -> torch.Tensor:
     """model.fm_steps as float64, checked: 1-D, at least two finite, strictly increasing entries."""
     if not hasattr(model, "fm_steps"):
         raise ValueError("the model has no fm_steps attribute (its time grid, fm_steps[0] = 0 ... fm_steps[N])")
-    s = torch.as_tensor(model.fm_steps).detach().double().cpu()
+    steps = model.fm_steps
+    if isinstance(steps, torch.Tensor) and steps.device.type == "meta":
+        raise ValueError("model.fm_steps is on the meta device (it holds no values): build the model's grid on the "
+                         "CPU or a GPU")
+    try:
+        s = torch.as_tensor(steps)
+    except (TypeError, ValueError, RuntimeError):
+        s = None
+    if s is None or not (s.is_floating_point() or s.dtype in INTEGER_DTYPES):
+        raise ValueError(f"model.fm_steps must be a 1-D tensor of real flow times (fm_steps[0] = 0 ... fm_steps[N]), "
+                         f"got {type(steps).__name__ if s is None else s.dtype}")
+    s = s.detach().double().cpu()
     if s.dim() != 1 or s.numel() < 2:
         raise ValueError(f"model.fm_steps must be 1-D with at least 2 entries, got shape {tuple(s.shape)}")
     if not torch.isfinite(s).all():
@@ -94,13 +115,11 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
                   band=None, max_rows=None, validate=None, published: bool = False) -> SearchOptions:
     """The checked options of a search. published=True is the drop-ins' contract: teacher_steps may
     be a prefix of the model's grid and compat may take K >= N, as the published code allows."""
-    if not isinstance(z, torch.Tensor) or z.dim() < 2 or not z.is_floating_point():
-        raise ValueError("z must be a floating-point tensor [B, ...] of initial noises")
-    if z.shape[0] < 1:
-        raise ValueError("z holds no sample")
-    if not torch.isfinite(z).all():
-        raise ValueError("z holds NaN or inf")
+    check_noise(z)  # as oss_fast.sample checks it
     s = model_grid(model)
+    check_latent = getattr(model, "check_latent", None)
+    if callable(check_latent):  # a model that knows its latent layout (the wrappers, the bundled models)
+        check_latent(z)
     N_model = s.numel() - 1
     if published:
         N = N_model if teacher_steps is None else _positive_int("teacher_steps", teacher_steps, 1, N_model)
@@ -114,8 +133,12 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
                          "the published search's model rows (README, Quality); pass mode='compat', 'exact' or 'teacher'")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
+    if not isinstance(solver, str) or solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)} (a name), got {solver!r}")
+    if solver in LOG_SNR_SOLVERS and s[N] > 1:
+        raise ValueError(f"solver {solver!r} steps in log-SNR log((1 - s) / s), defined for flow times s in [0, 1], "
+                         f"but the model's grid ends at fm_steps[{N}] = {s[N].item():.6g}: use a grid ending at 1 "
+                         "(fm_steps / fm_steps[-1]) or solver 'euler' or 'ab2'")
     multistep = SOLVERS[solver].history > 0
     aggregate_given = aggregate is not None
     if aggregate is None:
@@ -134,8 +157,10 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
     if mode != "compat" and K > N:
         raise ValueError(f"student_steps ({K}) must not exceed teacher_steps ({N}) in mode {mode!r}: "
                          "a student of exactly K steps needs K grid jumps")
-    if isinstance(norm, bool) or not isinstance(norm, numbers.Real) or not 1 <= norm < math.inf:
-        raise ValueError(f"norm must be a finite p >= 1 (the cost is mean |x - x_teacher|^p), got {norm!r}")
+    if isinstance(norm, bool) or not isinstance(norm, numbers.Real) or not 1 <= norm <= MAX_NORM:
+        raise ValueError(f"norm must be a p in [1, {MAX_NORM}] (the cost is mean |x - x_teacher|^p in float64, where "
+                         f"errors between 1e-4 and 1e4 keep |x|^p representable only up to p = {MAX_NORM}; a larger p "
+                         f"makes costs underflow to 0 or overflow to inf), got {norm!r}")
     if mode == "teacher" and multistep and norm != 2:
         raise ValueError(f"mode 'teacher' with solver {solver!r} computes squared errors from Gram matrices: "
                          f"norm must be 2, got {norm!r}")
@@ -157,14 +182,21 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
         raise ValueError("refine applies to the native modes 'compat' and 'exact' (mode 'teacher' evaluates no "
                          "candidates; the drop-ins are the published full search)")
     if not refine and (stride is not None or band is not None or max_rows is not None):
+        if mode == "teacher":
+            raise ValueError("stride, band and max_rows shape the refinement, which mode 'teacher' does not do (it "
+                             "evaluates no candidates): leave them out, or use mode 'compat' or 'exact'")
+        if published:
+            raise ValueError("stride, band and max_rows shape the refinement, which the drop-ins (the published full "
+                             "search) do not do: leave them out, or use oss_fast.search")
         raise ValueError("stride, band and max_rows shape the refinement: they need refine=True")
     max_rows = None if max_rows is None else _positive_int("max_rows", max_rows)
     stride = None if stride is None else _positive_int("stride", stride, 1, N)
     band = None if band is None else _positive_int("band", band, 1, N)
     chunk = 32 if max_batch is None else _positive_int("max_batch", max_batch)
+    seed = _positive_int("seed", seed, 0, SEED_MAX)
     validate, validation_noises = _validation(validate, multistep, refine, mode, aggregate, solver, z)
     return SearchOptions(student_steps=K, teacher_steps=N, mode=mode, aggregate=aggregate, norm=float(norm),
-                         channels=channels, frames=frames, random_channels=bool(random_channels), seed=int(seed),
+                         channels=channels, frames=frames, random_channels=bool(random_channels), seed=seed,
                          float32=bool(float32), chunk=chunk, free_start=bool(free_start), objective=objective,
                          progress=bool(progress), published=bool(published), solver=solver, refine=refine,
                          stride=stride, band=band, max_rows=max_rows, validate=validate,

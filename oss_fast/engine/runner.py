@@ -1,4 +1,4 @@
-"""Calling the model on rows: fixed chunk shapes, per-sample inputs, timing, NaN detection."""
+"""Calling the model on rows: fixed chunk shapes, per-sample inputs, timing, checked outputs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import time
 import torch
 
 from .inputs import SampleInputs
-from .velocity import check_velocity, first_non_finite, grid_text
-
-__all__ = ["ModelRunner", "first_non_finite", "synchronize"]  # first_non_finite: the search's NaN screen
+from .velocity import check_velocity, grid_text
 
 
 def synchronize(device: torch.device):
@@ -89,3 +87,4 @@ class ModelRunner:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+

@@ -29,10 +29,12 @@ from ..solvers import get_solver
 from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm
 from .inputs import SampleInputs
+from .memory import check_search_memory
 from . import guard, pairs
 from .options import JOINT, SearchOptions
 from .refine import Restriction, RowBudgetSpent, VelocityCache, band, coarse, default_stride
-from .runner import ModelRunner, first_non_finite, synchronize
+from .runner import ModelRunner, synchronize
+from .velocity import first_non_finite, overflow_error
 from .selection import CostSelection
 from .stats import SearchStats
 
@@ -90,6 +92,8 @@ class Engine:
 
     def __init__(self, model, z: torch.Tensor, inputs: SampleInputs, opts: SearchOptions, comm: Comm | None = None,
                  checkpoint: Checkpoint | None = None, resume: bool = False):
+        # before anything of the search's size is allocated (the selection's indices included)
+        check_search_memory(opts, z.shape[0], tuple(z.shape[1:]), z.element_size(), z.device)
         self.model = model
         self.opts = opts
         self.device = z.device
@@ -121,13 +125,24 @@ class Engine:
         self._check_finite(v, grid[mine], samples[mine], where)
         return self.comm.gather_rows(v, R)
 
+    def _first_non_finite(self, rows, grid, samples):
+        """(grid index, sample) of the first row holding NaN/inf on any rank, or None: the same on
+        every rank (rows with their grid indices and samples)."""
+        bad = first_non_finite(rows)
+        return self.comm.first_report(None if bad is None else (int(grid[bad]), int(samples[bad])))
+
     def _check_finite(self, v, grid, samples, where: str):
-        """Raises on every rank if any rank's rows (v with their grid indices and samples) hold NaN/inf."""
-        bad = first_non_finite(v)
-        report = self.comm.first_report(None if bad is None else (int(grid[bad]), int(samples[bad])))
+        """Raises on every rank if any rank's velocities hold NaN/inf."""
+        report = self._first_non_finite(v, grid, samples)
         if report is not None:
             raise FloatingPointError(f"the model returned NaN or inf {where} at grid index {report[0]} "
                                      f"(sample {report[1]})")
+
+    def _check_states(self, x, grid, samples, what: str):
+        """Raises on every rank if any rank's states (finite velocities stepped on) left their dtype's range."""
+        report = self._first_non_finite(x, grid, samples)
+        if report is not None:
+            raise overflow_error(what, report[0], report[1], self.z.dtype)
 
     def _costs(self, x, v, targets, row_sample, row_grid, sel, bound=None, history=None, coef=None):
         """Costs [R, J'] of all rows -- Euler jumps, or with a multistep solver's history and per-pair
@@ -181,6 +196,7 @@ class Engine:
                         V = torch.empty((self.J, b, self.D), dtype=v.dtype, device=self.device)
                     V[i] = v
                 x = euler_rows(x, v, (self.s[i - 1] - self.s[i]).expand(b), self.opts.float32)
+                self._check_states(x, grid - 1, samples, "the teacher's state")
                 T[i - 1] = x
                 bar.update()
         self.spent += N * self.B

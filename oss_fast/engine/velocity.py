@@ -63,3 +63,15 @@ def grid_text(grid: torch.Tensor) -> str:
     """'at grid index i' (or 'at grid indices i..j') for the grid indices of one model call's rows."""
     low, high = int(grid.min()), int(grid.max())
     return f"at grid index {low}" if low == high else f"at grid indices {low}..{high}"
+
+
+def overflow_error(what: str, grid_index: int, sample: int, dtype: torch.dtype, unit: str = "sample"
+                   ) -> FloatingPointError:
+    """The error for a state (not a model output) that left its dtype's range: a sum of finite
+    velocities times finite steps, so the latent's dtype is too narrow (or the velocities huge)."""
+    where = f"{what} overflowed to inf or NaN at grid index {grid_index} for {unit} {sample}"
+    if dtype in (torch.float16, torch.bfloat16):
+        return FloatingPointError(f"{where} (latent {str(dtype).replace('torch.', '')}): use float32 latents, "
+                                  "e.g. z.float()")
+    return FloatingPointError(f"{where} (latent {str(dtype).replace('torch.', '')}): the model's velocities are "
+                              "too large for its grid")

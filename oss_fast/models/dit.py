@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import VelocityWrapper, guided, half_dtype, into, repeat_rows
+from .base import (VelocityWrapper, check_latent_shape, guided, half_dtype, into, network_config, network_fingerprint,
+                   repeat_rows)
 from .compile import maybe_compile
 
 
@@ -87,7 +88,21 @@ class DiTWrapper(VelocityWrapper):
         null = torch.tensor([null_class], device=device)
         return cls(net, RespacedDDPM(alphas_cumprod, teacher_steps), device, null, input_eps=0.0)
 
+    def fingerprint_fields(self) -> dict:
+        return dict(y_null=self.y_null, input_eps=self.input_eps, half=self.half, steps=self.num_steps,
+                    timestep_map=self.timestep_map)
+
+    def check_latent(self, x) -> None:
+        net = getattr(self.model, "transformer", self.model)  # _DiffusersDiT: its transformer
+        config = network_config(net)
+        patch = config.get("patch_size")
+        if patch is None:  # DiT's own module: x_embedder.patch_size
+            owner = getattr(getattr(net, "eager", net), "__self__", net)
+            patch = getattr(getattr(owner, "x_embedder", None), "patch_size", None)
+        check_latent_shape(x, "the DiT network", "[B, C, H, W]", 4, config.get("in_channels"), patch=patch)
+
     def __call__(self, x, t, y, kwargs):
+        self.check_latent(x)
         N = self.num_steps
         R, C = x.shape[0], x.shape[1]
         view = (R,) + (1,) * (x.dim() - 1)
@@ -121,6 +136,10 @@ class _DiffusersDiT:
     @property
     def dtype(self) -> torch.dtype:
         return self.transformer.dtype
+
+    @property
+    def fingerprint(self) -> dict:
+        return dict(transformer=network_fingerprint(self.transformer), guidance_scale=self.guidance_scale)
 
     def __call__(self, x, t, y, **kwargs):
         out = self.transformer(x, timestep=t, class_labels=y, return_dict=False, **kwargs)[0]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..grid import dynamic_shift_rule, grid_from_descending, image_seq_len, scheduler_mu
-from .base import VelocityWrapper, half_dtype, into
+from .base import VelocityWrapper, check_latent_shape, half_dtype, into, network_config
 from .compile import maybe_compile
 
 
@@ -84,7 +84,22 @@ class FluxWrapper(VelocityWrapper):
             wrapper.dynamic_shift = dynamic_shift_rule(pipe.scheduler.config, factor)
         return wrapper
 
+    def fingerprint_fields(self) -> dict:
+        return dict(num_timesteps=self.num_timesteps, half=self.half, image_size=getattr(self, "image_size", None),
+                    dynamic_shift=getattr(self, "dynamic_shift", None))
+
+    def check_latent(self, x) -> None:
+        channels = network_config(self.model).get("in_channels")
+        unpacked = f" (pack_latents makes them from [B, {channels // 4}, H, W])" if isinstance(channels, int) else ""
+        check_latent_shape(x, "the FLUX transformer", "packed [B, tokens, C]", 3, channels, channel_dim=2,
+                           fix=f": pass packed latents{unpacked}")
+
     def __call__(self, x, t, cond, kwargs):
+        self.check_latent(x)
+        ids = kwargs.get("img_ids")
+        if isinstance(ids, torch.Tensor) and ids.dim() >= 2 and ids.shape[-2] != x.shape[1]:
+            raise ValueError(f"model_kwargs['img_ids'] holds {ids.shape[-2]} positions for latents of {x.shape[1]} "
+                             "tokens: build them with flux_inputs at the latent's height and width")
         dtype = self.half or x.dtype
         timestep = self.time_steps.to(x.device)[t].to(dtype) / self.num_timesteps
         kwargs = {k: into(v, self.half) if k in ("encoder_hidden_states", "pooled_projections") else v

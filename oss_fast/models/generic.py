@@ -39,6 +39,14 @@ class FlowMatchWrapper(VelocityWrapper):
         self.null_kwargs = dict(null_kwargs or {})
         self.per_sample_kwargs = tuple(per_sample_kwargs)
 
+    @property
+    def network(self):
+        return self.fn
+
+    def fingerprint_fields(self) -> dict:
+        return dict(timestep_scale=self.timestep_scale, sign=self.sign, guidance_scale=self.guidance_scale,
+                    null_cond=self.null_cond, null_kwargs=self.null_kwargs)
+
     def __call__(self, x, t, cond, kwargs):
         timestep = (self.fm_steps.to(x.device)[t] * self.timestep_scale).to(x.dtype)
         if self.guidance_scale is None:

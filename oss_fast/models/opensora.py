@@ -23,7 +23,7 @@ import math
 import torch
 
 from ..grid import time_shift
-from .base import VelocityWrapper, guided, repeat_rows
+from .base import VelocityWrapper, check_latent_shape, guided, network_config, repeat_rows
 from .compile import maybe_compile
 
 
@@ -66,7 +66,15 @@ class OpenSoraWrapper(VelocityWrapper):
         ts = rflow_timesteps(teacher_steps, height, width, num_frames, num_timesteps)
         return cls(model, guidance_scale, y_null, ts, num_timesteps, mask_t, compile=compile)
 
+    def fingerprint_fields(self) -> dict:
+        return dict(guidance_scale=self.guidance_scale, y_null=self.y_null, mask_t=self.mask_t)
+
+    def check_latent(self, x) -> None:
+        config = network_config(self.model)
+        check_latent_shape(x, "STDiT3", "[B, C, T, H, W]", 5, config.get("in_channels"), patch=config.get("patch_size"))
+
     def __call__(self, x, t, y, kwargs):
+        self.check_latent(x)
         R = x.shape[0]
         kwargs = dict(kwargs)
         t_in = self.timesteps.to(x.device)[t].to(torch.float32)

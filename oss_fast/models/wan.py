@@ -21,7 +21,7 @@ import inspect
 import torch
 
 from ..grid import grid_from_descending, time_shift
-from .base import VelocityWrapper, guided, half_dtype, into, repeat_rows
+from .base import VelocityWrapper, check_latent_shape, guided, half_dtype, into, network_config, repeat_rows
 from .compile import maybe_compile, maybe_compile_blocks
 
 
@@ -67,7 +67,17 @@ class WanWrapper(VelocityWrapper):
             out = torch.stack(list(self.model(into(x, self.half), t=timestep, context=context, **kwargs)))
         return out.to(x.dtype)
 
+    def fingerprint_fields(self) -> dict:
+        return dict(context_null=self.context_null, guide_scale=self.guide_scale, half=self.half,
+                    diffusers_api=self.diffusers_api)
+
+    def check_latent(self, x) -> None:
+        config = network_config(self.model)
+        channels = config.get("in_channels", config.get("in_dim"))
+        check_latent_shape(x, "the Wan network", "[B, C, F, H, W]", 5, channels, patch=config.get("patch_size"))
+
     def __call__(self, x, t, cond, kwargs):
+        self.check_latent(x)
         R = x.shape[0]
         timestep = self.time_steps.to(x.device)[t]
         if self.context_null is None or self.guide_scale == 1.0:

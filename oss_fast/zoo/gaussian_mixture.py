@@ -19,6 +19,11 @@ import math
 import torch
 
 from ..grid import shifted_grid
+from .draws import check_count, generator
+
+
+def _itemsize(dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
 
 
 class GaussianMixtureFlow:
@@ -51,6 +56,18 @@ class GaussianMixtureFlow:
         self._means_sq = (self.means * self.means).sum(-1)
         self.fm_steps = shifted_grid(teacher_steps, shift).to(device)
         self.name = f"gaussian_mixture(shape={self.shape}, components={components}, seed={seed})"
+
+    @property
+    def fingerprint(self) -> dict:
+        """What determines its velocity beyond the grid (for search checkpoints): the mixture itself."""
+        return dict(model="GaussianMixtureFlow", shape=list(self.shape), means=self.means, stds=self.stds,
+                    weights=self.weights)
+
+    def check_latent(self, x) -> None:
+        """ValueError unless x is a batch of latents of the mixture's shape."""
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"the mixture takes latents [B, {', '.join(map(str, self.shape))}], got {got}")
 
     # -------------------------------------------------------------------------- the model
     def _means_dot(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,12 +128,14 @@ class GaussianMixtureFlow:
     # -------------------------------------------------------------------------- sampling and scoring
     def noise(self, n: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
         """n standard-normal latents (the starting points of sampling)."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)
+        n = check_count(n, self.dim * (8 + _itemsize(dtype)), "noises", self.means.device)
         return torch.randn(n, *self.shape, generator=gen, dtype=torch.float64).to(dtype).to(self.means.device)
 
     def sample_data(self, n: int, seed: int = 0, dtype=torch.float32):
         """n exact data samples and their component labels."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)
+        n = check_count(n, self.dim * (24 + _itemsize(dtype)) + 16, "data samples", self.means.device)
         labels = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=gen).to(self.means.device)
         eps = torch.randn(n, self.dim, generator=gen, dtype=torch.float64).to(self.means.device)
         x = self.means[labels] + self.stds[labels, None] * eps

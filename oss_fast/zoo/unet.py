@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..grid import shifted_grid
+from ..models.base import network_fingerprint
+from .draws import check_count, generator
 
 
 class RowLinear(nn.Linear):
@@ -114,6 +116,13 @@ class ImageFlow:
         self.fm_steps = shifted_grid(teacher_steps, shift).to(device)
         self.name = f"{name}(teacher_steps={teacher_steps}, shift={shift}, guidance_scale={guidance_scale})"
 
+    @property
+    def fingerprint(self) -> dict:
+        """What determines its velocity beyond the grid (for search checkpoints): the network's
+        weights, the guidance and the dtype it computes in."""
+        return dict(model=type(self).__qualname__, shape=list(self.shape), guidance_scale=self.guidance_scale,
+                    dtype=self.dtype, network=network_fingerprint(self.net))
+
     def _per_row(self, value, rows: int) -> torch.Tensor:
         value = torch.as_tensor(value, device=self.fm_steps.device).reshape(-1).long()
         value = value.expand(rows) if value.numel() == 1 else value
@@ -121,11 +130,16 @@ class ImageFlow:
             raise ValueError(f"expected one value per row ({rows}), got {value.numel()}")
         return value
 
+    def check_latent(self, x) -> None:
+        """ValueError unless x is a batch of images of the model's shape."""
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected x [R, {', '.join(map(str, self.shape))}], got {got}")
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond=None, kwargs=None) -> torch.Tensor:
         rows = x.shape[0]
-        if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"expected x [R, {', '.join(map(str, self.shape))}], got {tuple(x.shape)}")
+        self.check_latent(x)
         s = self.fm_steps[self._per_row(t, rows)]
         null = torch.full((rows,), self.null_label, device=s.device, dtype=torch.long)
         labels = null if cond is None else self._per_row(cond, rows)
@@ -140,12 +154,15 @@ class ImageFlow:
 
     def noise(self, n: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
         """n standard-normal latents [n, C, H, W] (the starting points of sampling)."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)
+        n = check_count(n, math.prod(self.shape) * (8 + torch.empty((), dtype=dtype).element_size()), "noises",
+                        self.fm_steps.device)
         return torch.randn((n,) + self.shape, generator=gen, dtype=torch.float64).to(dtype).to(self.fm_steps.device)
 
     def labels(self, n: int, seed: int = 0) -> torch.Tensor:
         """n uniformly random labels (never the null one)."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)
+        n = check_count(n, 8, "labels", self.fm_steps.device)
         return torch.randint(0, self.null_label, (n,), generator=gen).to(self.fm_steps.device)
 
     @staticmethod
