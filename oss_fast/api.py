@@ -10,7 +10,7 @@ from .engine.checkpoint import Checkpoint, check_checkpoint_path, fingerprint
 from .engine.distributed import Comm, distributed_ready
 from .engine.guard import GuardReport
 from .engine.inputs import SampleInputs
-from .engine.options import check_options, model_grid
+from .engine.options import check_options, check_solver_reaches, model_grid
 from .engine.search import Engine
 from .engine.stats import SearchStats
 from .engine.velocity import check_noise, check_velocity, first_non_finite
@@ -238,6 +238,7 @@ def _sample(model, z, steps, cond, solver, float32, model_kwargs, max_amp, min_a
         steps = schedule_steps(steps, s)
     solver = get_solver(solver or "euler")
     steps = _checked_steps(steps, s.numel() - 1, repeats)
+    check_solver_reaches(solver.name, s, steps[-1])
     if (max_amp is None) != (min_amp is None):
         raise ValueError("give both max_amp and min_amp, or neither")
     B = z.shape[0]

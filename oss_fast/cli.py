@@ -35,6 +35,7 @@ import torch.distributed as dist
 
 from . import Schedule, build_info, presets, sample, search
 from .files import folder_lock, write_atomic
+from .progress import progress
 from .quality import quality_table, transfer_table
 from .report import compare, image_grid, plots_missing, steps_on
 from .api import schedule_steps
@@ -280,6 +281,10 @@ def cmd_compare(args) -> int:
     return 0
 
 
+SAMPLE_BATCH = 256  # noises per batch: the model's activations are one batch's however many samples are asked for
+PICTURED = 16  # samples.png shows the first ones
+
+
 def cmd_sample(args) -> int:
     checked_device(args.device)
     schedule = load_schedule(args.schedule)
@@ -288,13 +293,19 @@ def cmd_sample(args) -> int:
     check_fits(args.schedule, schedule, model)
     z, cond = noises(model, args.samples, args.seed)
     steps = steps_on(schedule, model.fm_steps)
-    x = sample(model, z, steps, cond, solver=schedule.solver)
+    x = torch.empty_like(z)
+    with progress(args.samples, "sampling", enabled=not args.no_progress) as bar:
+        for start in range(0, args.samples, SAMPLE_BATCH):
+            rows = slice(start, start + SAMPLE_BATCH)
+            part = cond[rows] if cond is not None and len(cond) == args.samples else cond
+            x[rows] = sample(model, z[rows], steps, part, solver=schedule.solver)
+            bar.update(len(x[rows]))
     write_atomic(out / "samples.pt", lambda f: torch.save(x, f))
     if hasattr(model, "to_images"):
         if plots_missing():
             print(f"no samples.png: {plots_missing()}")
         else:
-            image_grid({"samples": x}, out / "samples.png", model.to_images)
+            image_grid({"samples": x[:PICTURED]}, out / "samples.png", model.to_images)
     print(f"{args.samples} samples along {steps} ({schedule.solver}) written to {out.resolve()}")
     return 0
 

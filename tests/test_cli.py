@@ -426,3 +426,23 @@ def test_every_example_of_the_commands_docstring_runs(tmp_path):
         result = run(*args, cwd=tmp_path) if "a.json" not in args else None
         if result is not None:
             assert result.returncode == 0, (args, result.stderr)
+
+
+def test_sample_runs_in_batches_equal_to_one_call(tmp_path):
+    import torch
+
+    import oss_fast
+    from oss_fast import cli
+    from oss_fast.zoo import load_model, noises
+
+    path = tmp_path / "s.json"
+    Schedule.from_indices([3, 9, 15], grid=np.linspace(0, 1, 21)).save(path)
+    count = cli.SAMPLE_BATCH + 3  # two batches, the second of 3
+    result = run("sample", "--model", "digits", "--teacher-steps", "20", "--no-progress", "--schedule", str(path),
+                 "--samples", str(count), "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    model = load_model("digits", 20)
+    z, cond = noises(model, count, 1000)
+    whole = oss_fast.sample(model, z, [3, 9, 15], cond)
+    got = torch.load(tmp_path / "o" / "samples.pt")
+    assert got.shape == whole.shape and torch.allclose(got, whole, atol=1e-5)

@@ -348,8 +348,11 @@ def test_log_snr_solvers_need_a_grid_within_0_and_1(solver):
     grid = 2 * GaussianMixtureFlow(shape=SHAPE, teacher_steps=10).fm_steps
     # before: "found a path with repeated grid indices", or a schedule scored on NaN costs
     with pytest.raises(ValueError, match=r"solver '.*' steps in log-SNR log\(\(1 - s\) / s\), defined for flow "
-                                         r"times s in \[0, 1\], but the model's grid ends at fm_steps\[10\] = 2"):
+                                         r"times s in \[0, 1\], but it would start at fm_steps\[10\] = 2"):
         oss_fast.search(NoCalls(grid), torch.zeros(2, *SHAPE), student_steps=3, solver=solver, validate=False)
+    # sample shares the check, at the step it starts from (before: a NaN sample)
+    with pytest.raises(ValueError, match=r"but it would start at fm_steps\[9\] = 1\.8"):
+        oss_fast.sample(NoCalls(grid), torch.zeros(2, *SHAPE), [2, 9], solver=solver)
 
 
 @pytest.mark.parametrize("solver", ["euler", "ab2"])

@@ -59,6 +59,14 @@ SEED_MAX = 2**63 - 1  # torch.Generator and numpy take any int in [0, 2^63 - 1] 
 LOG_SNR_SOLVERS = ("dpmpp_2m", "unipc")
 
 
+def check_solver_reaches(solver: str, s: torch.Tensor, start: int) -> None:
+    """The solver can step from grid index `start` (the first, largest flow time it uses)."""
+    if solver in LOG_SNR_SOLVERS and s[start] > 1:
+        raise ValueError(f"solver {solver!r} steps in log-SNR log((1 - s) / s), defined for flow times s in [0, 1], "
+                         f"but it would start at fm_steps[{start}] = {s[start].item():.6g}: use a grid ending at 1 "
+                         "(fm_steps / fm_steps[-1]) or solver 'euler' or 'ab2'")
+
+
 def model_grid(model) -> torch.Tensor:
     """model.fm_steps as float64, checked: 1-D, at least two finite, strictly increasing entries."""
     if not hasattr(model, "fm_steps"):
@@ -135,10 +143,7 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)} (a name), got {solver!r}")
-    if solver in LOG_SNR_SOLVERS and s[N] > 1:
-        raise ValueError(f"solver {solver!r} steps in log-SNR log((1 - s) / s), defined for flow times s in [0, 1], "
-                         f"but the model's grid ends at fm_steps[{N}] = {s[N].item():.6g}: use a grid ending at 1 "
-                         "(fm_steps / fm_steps[-1]) or solver 'euler' or 'ab2'")
+    check_solver_reaches(solver, s, N)
     multistep = SOLVERS[solver].history > 0
     aggregate_given = aggregate is not None
     if aggregate is None:
