@@ -79,34 +79,38 @@ def write_atomic(path, data) -> None:
         raise
 
 
+def open_regular(path, what: str = "file", missing_ok: bool = False):
+    """The regular file at path, opened for binary reading; ValueError naming the path for a FIFO,
+    device, socket or folder (opened without waiting, O_NONBLOCK, then refused on fstat before any
+    read) or what cannot be opened; None for a missing path when missing_ok."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
+    except FileNotFoundError as err:
+        if missing_ok:
+            return None
+        raise ValueError(f"cannot read {what} {path} ({err.strerror})") from None
+    except OSError as err:
+        raise ValueError(f"cannot read {what} {path} ({err.strerror or type(err).__name__})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
+        raise ValueError(f"cannot read {what} {path}: it is {kind}")
+    return os.fdopen(fd, "rb")
+
+
 def read_bounded(path, limit: int, what: str = "file") -> bytes:
     """The bytes of a regular file of at most `limit` bytes; ValueError naming the path otherwise
     (missing, a folder, a FIFO or device, or too large)."""
-    path = os.fspath(path)
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as err:
-        raise ValueError(f"cannot read {what} {path} ({err.strerror or type(err).__name__})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, device or socket)"
-            raise ValueError(f"cannot read {what} {path}: it is {kind}")
-        if info.st_size > limit:
-            raise ValueError(f"{what} {path} is {info.st_size} bytes, more than the {limit} a {what} may hold")
-        chunks, size = [], 0
-        while True:  # read to the end, never past the limit (a file can grow while it is read)
-            chunk = os.read(fd, limit + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise ValueError(f"{what} {path} is more than the {limit} bytes a {what} may hold")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    with open_regular(path, what) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise ValueError(f"{what} {path} is {size} bytes, more than the {limit} a {what} may hold")
+        data = f.read(limit + 1)  # never past the limit, should the file grow while it is read
+        if len(data) > limit:
+            raise ValueError(f"{what} {path} is more than the {limit} bytes a {what} may hold")
+        return data
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ MAX_STEPS = 10_000  # more steps than any sampler runs: a bigger count is a mist
 # the smallest positive flow time a grid or schedule may hold: pipelines keep sigmas in float32, where
 # a smaller one is denormal or 0
 TINY = float(np.finfo(np.float32).tiny)
+SEED_MAX = 2**63 - 1  # the largest seed: torch.Generator and numpy take any int in [0, 2^63 - 1]
 MAX_SNAP_CELLS = 10**8  # snap_steps' DP table (steps x grid points, 4 bytes each): 400 MB at most
 
 

@@ -28,12 +28,11 @@ import dataclasses
 import hashlib
 import io
 import os
-import stat
 
 import numpy as np
 import torch
 
-from ..files import write_atomic
+from ..files import open_regular, write_atomic
 
 PHASES = ("teacher", "levels")
 # the first bytes of every checkpoint file: what tells an oss_fast checkpoint from any other file
@@ -108,30 +107,20 @@ def fingerprint(model, z, cond, kwargs, grid, opts) -> str:
     return h.hexdigest()
 
 
-def _open_regular(path):
-    """A binary file object of the regular file at path (a FIFO or device is refused unopened for
-    reading: O_NONBLOCK, then fstat), or None if there is nothing at path."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise ValueError(f"cannot read checkpoint {path} ({err.strerror or type(err).__name__})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ValueError(f"checkpoint {path} exists and is not a regular file")
-    return os.fdopen(fd, "rb")
+def _magic(f) -> bool | None:
+    """Whether an open file starts with MAGIC; None for an empty file (nothing to lose)."""
+    head = f.read(len(MAGIC))
+    return None if not head else head == MAGIC
 
 
 def is_checkpoint(path) -> bool | None:
     """True if path holds an oss_fast checkpoint (its first bytes are MAGIC), None if there is
     nothing at path or an empty file (nothing to lose), False for any other file."""
-    f = _open_regular(os.fspath(path))
+    f = open_regular(path, "checkpoint", missing_ok=True)
     if f is None:
         return None
     with f:
-        head = f.read(len(MAGIC))
-    return None if not head else head == MAGIC
+        return _magic(f)
 
 
 class _After(io.RawIOBase):
@@ -161,14 +150,16 @@ def read_file(path, device="cpu") -> dict | None:
     """The raw content of a checkpoint file (nothing checked beyond its first bytes), None if
     there is none (or an empty file); ValueError for a file that is not an oss_fast checkpoint or
     cannot be read."""
-    path = os.fspath(path)
-    kind = is_checkpoint(path)
-    if kind is None:
+    f = open_regular(path, "checkpoint", missing_ok=True)
+    if f is None:
         return None
-    if not kind:
-        raise ValueError(f"checkpoint {path} is not an oss_fast checkpoint (or one from an older oss_fast); "
-                         "remove it or pass another checkpoint path")
-    with _open_regular(path) as f:
+    with f:
+        kind = _magic(f)
+        if kind is None:
+            return None
+        if not kind:
+            raise ValueError(f"checkpoint {path} is not an oss_fast checkpoint (or one from an older oss_fast); "
+                             "remove it or pass another checkpoint path")
         try:
             return torch.load(_After(f, len(MAGIC)), map_location=device, weights_only=True)
         except Exception as err:  # torch raises many kinds on a damaged file

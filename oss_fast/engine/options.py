@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..grid import SEED_MAX
 from ..solvers import SOLVERS
 from .velocity import check_noise
 
@@ -53,7 +54,6 @@ INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64
 # and 1e4 stays within its normal range (1e-308 .. 1e308) for p <= 64 only; beyond, costs underflow
 # to 0 or overflow to inf and the DP's choice among them is arbitrary
 MAX_NORM = 64
-SEED_MAX = 2**63 - 1  # torch.Generator and numpy take any int in [0, 2^63 - 1] (with the guard's offset)
 # the solvers whose steps use the log-SNR of flow time (DESIGN §3.5: as diffusers runs them on flow
 # sigmas), which exists on [0, 1] only; euler and ab2 step in flow time itself, on any grid
 LOG_SNR_SOLVERS = ("dpmpp_2m", "unipc")

@@ -7,9 +7,8 @@ import operator
 
 import torch
 
+from ..grid import SEED_MAX
 from ..models.memory import check_fits
-
-SEED_MAX = 2**63 - 1  # what torch.Generator.manual_seed takes for sure
 
 
 def generator(seed) -> torch.Generator:
