@@ -266,9 +266,10 @@ def describe_grid(grid) -> dict:
     if np.allclose(s, u, atol=1e-9):
         desc["kind"] = "uniform"
         return desc
-    mid = s[N // 2] if N % 2 == 0 else None
-    if mid is not None and 0 < mid < 1:
-        a = mid / (1 - mid)  # shift a maps 0.5 to a / (1 + a)
+    i = N // 2
+    if N > 1 and 0 < s[i] < 1:
+        # the shift a that maps u_i to s_i (any interior index: odd N too), rid of its rounding noise
+        a = float(f"{s[i] * (1 - u[i]) / (u[i] * (1 - s[i])):.12g}")
         if np.allclose(s, time_shift(u, a), atol=1e-9):
             desc.update(kind="shifted", shift=float(a))
             return desc

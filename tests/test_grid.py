@@ -22,6 +22,8 @@ def test_shifted_grid_and_descriptions():
     assert grid.describe_grid(g) == {"teacher_steps": 4, "first": 0.0, "last": 1.0, "kind": "shifted", "shift": 3.0}
     assert grid.describe_grid(grid.shifted_grid(5))["kind"] == "uniform"
     assert grid.describe_grid([0.0, 0.1, 0.7, 1.0])["kind"] == "custom"
+    for N, shift in [(7, 3.0), (101, 5.0), (9, 0.25)]:  # odd N too: a schedule's diffusers export needs the shift
+        assert grid.describe_grid(grid.shifted_grid(N, shift))["shift"] == shift
     with pytest.raises(ValueError, match="shift must be a number > 0"):
         grid.shifted_grid(4, 0.0)
 
