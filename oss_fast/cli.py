@@ -28,6 +28,7 @@ import math
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -60,6 +61,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def count_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
     return value
 
 
@@ -210,6 +221,13 @@ def what_ran(res, args, refine: bool) -> str:
 
 def cmd_search(args) -> int:
     checked_device(args.device)
+    if args.pipeline:
+        return cmd_search_pipeline(args)
+    given = [option for option, value in pipeline_only(args).items() if value is not None]
+    if given:
+        raise ValueError(f"{given[0]} is for --pipeline searches (a diffusers pipeline folder or hub id)")
+    if args.samples is None:
+        args.samples = 32
     if args.checkpoint:
         check_checkpoint_path(args.checkpoint)
     elif args.resume:
@@ -251,6 +269,176 @@ def cmd_search(args) -> int:
                                  show=not args.no_progress))
     print(f"outputs written to {out.resolve()}")
     return 0
+
+
+def pipeline_only(args) -> dict:
+    """The search options that only a --pipeline search takes, as given (None: not given)."""
+    return {"--prompt": args.prompt, "--prompts": args.prompts, "--negative-prompt": args.negative_prompt,
+            "--class-labels": args.class_labels, "--height": args.height, "--width": args.width,
+            "--frames": args.frames, "--guidance": args.guidance, "--dtype": args.dtype}
+
+
+def pipeline_request(args):
+    """The prompts and sizes asked for, checked before the pipeline is loaded."""
+    from .integrations.pipelines import Request
+
+    prompts = list(args.prompt or [])
+    if args.prompts:
+        try:
+            lines = Path(args.prompts).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"--prompts {args.prompts}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+        prompts += [line.strip() for line in lines if line.strip()]
+        if not prompts:
+            raise ValueError(f"--prompts {args.prompts} holds no prompt (one per line)")
+    for option in ("--model", "--shift"):
+        if getattr(args, option[2:]) is not None:
+            raise ValueError(f"{option} is for the bundled models: a --pipeline search uses the pipeline's own "
+                             f"network and scheduler")
+    return Request(prompts=prompts, negative_prompt=args.negative_prompt, class_labels=args.class_labels,
+                   height=args.height, width=args.width, frames=args.frames, guidance=args.guidance,
+                   samples=args.samples, seed=args.seed)
+
+
+def cmd_search_pipeline(args) -> int:
+    """oss-fast search --pipeline: a diffusers pipeline's network, the user's prompts, a schedule for it."""
+    from .integrations import pipelines
+
+    request = pipeline_request(args)
+    pipelines.check_source(args.pipeline)  # before the output folder and the minutes of loading
+    source = str(Path(args.pipeline).resolve()) if os.path.isdir(args.pipeline) else args.pipeline  # recipe.py's
+    refine = args.mode != "teacher" and not args.full
+    solver = "" if args.solver == "euler" else f"-{args.solver}"
+    name = model_name(Path(args.pipeline).name if os.path.isdir(args.pipeline) else args.pipeline.replace("/", "-"))
+    out = output_folder(Path(args.out or f"oss_fast_out/{name}-N{args.teacher_steps}-K{args.student_steps}{solver}"
+                                         f"-{args.mode}{'' if refine else '-full'}"), args)
+    checkpoint = args.checkpoint or str(out / "search.ckpt")
+    check_checkpoint_path(checkpoint)
+    args.resume_hint = f"the checkpoint is {checkpoint}: rerun the same command with --resume to continue"
+    dtype_name = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
+    dtype = pipelines.DTYPES[dtype_name]
+    print(f"loading {args.pipeline} ({dtype_name} on {args.device}) ...", flush=True)
+    pipe = pipelines.load_pipeline(args.pipeline, dtype, args.device)
+    job = pipelines.prepare(pipe, source, request, args.teacher_steps)
+    B = len(job.z)
+    print_plan(job, args, refine, B)
+    options = {k: v for k, v in dict(aggregate=args.aggregate, stride=args.stride, band=args.band,
+                                     validate=False if args.no_validate else None).items() if v is not None}
+    res = search(job.model, job.z, job.cond, model_kwargs=job.model_kwargs, student_steps=args.student_steps,
+                 max_batch=args.max_batch, solver=args.solver, mode=args.mode, refine=refine,
+                 progress=not args.no_progress, checkpoint=checkpoint, resume=args.resume, **options)
+    print(what_ran(res, args, refine))
+    if res.aggregate == "per_sample":
+        raise ValueError("--aggregate per_sample makes one path per noise, not a schedule for a pipeline: use median, "
+                         "joint or joint_rms")
+    meta = dict(pipeline=job.pipeline_class, source=source, dtype=str(dtype).replace("torch.", ""),
+                samples_per_prompt=job.rows_per_prompt, **job.settings)
+    schedule = Schedule.from_search(res, job.model, seeds=[args.seed], metadata=meta)
+    schedule.save(out / "schedule.json")
+    print(f"schedule (grid indices): {schedule.indices}")
+    print(f"sigmas: {[round(s, 5) for s in schedule.sigmas]}")
+    print(f"search: {res.stats.summary()}")
+    written = ["schedule.json", "recipe.py"] + write_exports(schedule, out)
+    write_atomic(out / "recipe.py", pipelines.recipe(job, schedule))
+    if not args.no_compare and args.preview:
+        written += write_preview(job, schedule, out, args)
+    print(f"outputs written to {out.resolve()}: {', '.join(written)} (and search.ckpt, the search's checkpoint)"
+          if not args.checkpoint else f"outputs written to {out.resolve()}: {', '.join(written)}")
+    return 0
+
+
+def print_plan(job, args, refine: bool, B: int) -> None:
+    """What the search will do and cost, before its first model call: model rows, a time estimate
+    from one timed model call, and on CUDA the memory it holds and peaks at."""
+    N, K = args.teacher_steps, args.student_steps
+    settings = ", ".join(f"{k} {v}" for k, v in job.settings.items()
+                         if k in ("size", "frames", "guidance", "shift") and v is not None)
+    print(f"pipeline {job.pipeline_class} ({job.family}): {settings}; {len(job.prompts)} "
+          f"{'class label(s)' if job.family == 'dit' else 'prompt(s)'} x {job.rows_per_prompt} noise(s) = {B} search "
+          f"noises; teacher grid of N = {N} steps, K = {K} student steps, solver {args.solver}")
+    published = N * (K + 1) * B
+    if args.mode == "teacher":
+        rows, how = N * B, "the teacher alone (mode teacher)"
+    elif not refine:
+        rows, how = published, "the full search, as published"
+    elif args.solver != "euler" and not args.no_validate:
+        rows, how = published, "the refined searches and the guard, within the published rows"
+    else:
+        rows, how = published // 2, "the refined search, stopped at half the published rows"
+    print(f"model rows: at most about {rows} ({how}) of the published search's {published} = N (K + 1) x {B}")
+    chunk = min(B, args.max_batch or 32)
+    z, cond, kwargs = job.rows(slice(0, chunk))
+    cuda = job.z.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    with torch.no_grad():
+        job.model(z, torch.full((chunk,), N, dtype=torch.long, device=z.device), cond, kwargs)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    print(f"one model call of {chunk} rows took {seconds:.2f} s (a first call: warm-up included): the search will "
+          f"take at most about {duration(seconds / chunk * rows)}")
+    if cuda:
+        print(f"CUDA memory: {torch.cuda.memory_allocated() / 2**30:.1f} GiB held (network, VAE, inputs), "
+              f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB at the peak of a {chunk}-row call "
+              f"(--max-batch lowers it), of {torch.cuda.get_device_properties(z.device).total_memory / 2**30:.0f} GiB")
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def write_exports(schedule: Schedule, out: Path) -> list[str]:
+    """ComfyUI's SIGMAS (flow schedules) and the diffusers call arguments (Euler flow schedules)."""
+    written = []
+    if schedule.parameterization == "flow":
+        write_atomic(out / "comfyui_sigmas.json", json.dumps(schedule.to_sigmas().tolist()) + "\n")
+        written.append("comfyui_sigmas.json")
+        if schedule.solver == "euler":
+            write_atomic(out / "diffusers.json", json.dumps(schedule.diffusers_export(), indent=1) + "\n")
+            written.append("diffusers.json")
+    return written
+
+
+PREVIEW_SEED = 1000  # held-out noises: seed + 1000, as the comparison's
+
+
+def write_preview(job, schedule: Schedule, out: Path, args) -> list[str]:
+    """The first prompts' images from fresh noises: the teacher (N Euler steps), our schedule and the
+    pipeline's own schedule at the same step count and solver, decoded by the pipeline's VAE, with
+    each image's PSNR to the teacher's (preview.json, preview.png)."""
+    count = min(args.preview, len(job.prompts))
+    index = torch.arange(count) * job.rows_per_prompt
+    _, cond, kwargs = job.rows(index.to(job.z.device))
+    z = job.noise(count, args.seed + PREVIEW_SEED)
+    K, N = len(schedule), args.teacher_steps
+    # rows: the teacher's N Euler steps; this schedule; the pipeline's own K-step schedule (same solver)
+    runs = {"teacher": (job.model, list(range(1, N + 1)), "euler"), "oss": (job.model, schedule, schedule.solver),
+            "default": (job.default_model(K), list(range(1, K + 1)), schedule.solver)}
+    images = {}
+    with progress(len(runs), "preview", enabled=not args.no_progress) as bar:
+        for name, (model, steps, solver) in runs.items():
+            with torch.no_grad():
+                images[name] = job.decode(sample(model, z, steps, cond, solver=solver, model_kwargs=kwargs))
+            bar.update()
+    psnrs = {name: [round(10 * math.log10(1 / max(float(((im - ref) ** 2).mean()), 1e-20)), 2)
+                    for im, ref in zip(imgs, images["teacher"])] for name, imgs in images.items() if name != "teacher"}
+    report = dict(prompts=job.prompts[:count], teacher_steps=N, steps=K, solver=schedule.solver,
+                  psnr_to_teacher=psnrs)
+    write_atomic(out / "preview.json", json.dumps(report, indent=1) + "\n")
+    print(f"preview: PSNR (dB) of each image to the teacher's ({N} Euler steps), {count} prompt(s):")
+    for name, what in (("oss", f"this schedule, {K} {schedule.solver} steps"),
+                       ("default", f"the pipeline's own {K}-step schedule, {schedule.solver}")):
+        print(f"  {what}: {', '.join(f'{v:.1f}' for v in psnrs[name])}")
+    if plots_missing():
+        print(f"no preview.png: {plots_missing()}")
+        return ["preview.json"]
+    image_grid(images, out / "preview.png", lambda x: x, reference="teacher", cell=2.0)  # a few large images
+    return ["preview.json", "preview.png"]
 
 
 def save_per_sample(res, model, args, out: Path, meta: dict) -> int:
@@ -419,6 +607,26 @@ def recorded(metadata: dict, key: str, kind: type):
     return value if isinstance(value, kind) else None
 
 
+def default_threads() -> int:
+    """$OMP_NUM_THREADS when set, else the cores idle now: on a busy machine torch's default of one
+    thread per core stalls (a first search 10-25x slower on a 2-core machine with one other job)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, round(cores - busy)))
+
+
+def class_labels(text: str) -> list[int]:
+    try:
+        labels = [int(part) for part in text.split(",")]
+    except ValueError:
+        labels = None
+    if not labels or any(label < 0 for label in labels):
+        raise argparse.ArgumentTypeError(f"must be class numbers >= 0 separated by commas, e.g. 1,207,360, got {text!r}")
+    return labels
+
+
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -430,55 +638,83 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def model_options(q, teacher_steps=100):
-        q.add_argument("--model", default=DEFAULT_MODEL,
-                       help=f"a bundled model ({', '.join(BUNDLED)}) or module:factory (default {DEFAULT_MODEL})")
-        q.add_argument("--teacher-steps", type=positive_int, default=teacher_steps, help="N, the model's grid")
-        q.add_argument("--shift", type=positive_float, default=1.0, help="grid shift a: s' = a s / (1 + (a - 1) s)")
-        q.add_argument("--no-progress", action="store_true", help="no progress bars")
+        q.add_argument("--model", help=f"a bundled model ({', '.join(BUNDLED)}) or module:factory "
+                                       f"(default {DEFAULT_MODEL})")
+        q.add_argument("--teacher-steps", type=positive_int, default=teacher_steps,
+                       help=f"N, the model's grid (default {teacher_steps})")
+        q.add_argument("--shift", type=positive_float, help="grid shift a: s' = a s / (1 + (a - 1) s) (default 1)")
+        q.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
         q.add_argument("--device", default=_default_device(), help="cpu or cuda (default: cuda if available)")
+        threads_option(q)
+
+    def threads_option(q):
+        q.add_argument("--threads", type=positive_int,
+                       help="torch's CPU threads (default: $OMP_NUM_THREADS if set, else the cores idle now)")
 
     s = sub.add_parser("search", help="search a schedule, save it, compare it with uniform steps")
     model_options(s)
+    pipe = s.add_argument_group("a diffusers pipeline (FLUX, SD3, Wan text-to-video, DiT) instead of --model")
+    pipe.add_argument("--pipeline", metavar="PATH_OR_ID",
+                      help="a pipeline folder (pipe.save_pretrained) or a hub id in the local cache; never downloads "
+                           "(default: none, --model's network)")
+    pipe.add_argument("--prompt", action="append", help="a prompt (repeat for more; default: none)")
+    pipe.add_argument("--prompts", metavar="FILE", help="prompts, one per line (default: none)")
+    pipe.add_argument("--negative-prompt", help="SD3 and Wan's guidance prompt (default: empty)")
+    pipe.add_argument("--class-labels", type=class_labels,
+                      help="DiT: class labels, e.g. 1,207,360 (default: --samples random labels)")
+    pipe.add_argument("--height", type=positive_int, help="image height in pixels (default: the pipeline's)")
+    pipe.add_argument("--width", type=positive_int, help="image width in pixels (default: the pipeline's)")
+    pipe.add_argument("--frames", type=positive_int, help="Wan: video frames, 4 k + 1 (default 81)")
+    pipe.add_argument("--guidance", type=positive_float,
+                      help="guidance scale (default: the pipeline's: FLUX 3.5, SD3 7, Wan 5, DiT 4)")
+    pipe.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="the network's dtype (default bf16 on cuda, "
+                                                                          "fp32 on cpu)")
+    pipe.add_argument("--preview", type=count_int, default=4, metavar="N",
+                      help="images of the first N prompts: teacher, this schedule, the pipeline's own (default 4; "
+                           "0: none)")
     s.add_argument("--student-steps", type=positive_int, default=10, help="K, the student's steps (default 10)")
     s.add_argument("--mode", choices=["compat", "exact", "teacher"], default="compat",
                    help="compat (default: the published search's DP), exact (the paper's Algorithm 1) or teacher "
                         "(no model calls beyond the teacher's)")
     s.add_argument("--full", action="store_true",
                    help="the full search (every grid index at every level, as published) instead of coarse-to-fine "
-                        "refinement at under half its model rows")
-    s.add_argument("--stride", type=positive_int, help="refinement: the coarse pass's stride (default N/25)")
+                        "refinement at under half its model rows (default: refined)")
+    s.add_argument("--stride", type=positive_int, help="refinement: the coarse pass's stride (default N / 25)")
     s.add_argument("--band", type=positive_int, help="refinement: the band's half-width (default: the stride)")
     s.add_argument("--solver", choices=list(SOLVERS), default="euler",
                    help="the sampler the schedule is for (default euler; dpmpp_2m and unipc as diffusers runs "
                         "them, ab2 = k-diffusion/ComfyUI lms at order 2)")
-    s.add_argument("--aggregate", choices=["median", "joint", "joint_rms", "per_sample"], help="default: oss_fast.search's")
+    s.add_argument("--aggregate", choices=["median", "joint", "joint_rms", "per_sample"], help="how the noises' paths make one schedule (default median for euler, joint_rms for "
+                        "multistep solvers)")
     s.add_argument("--no-validate", action="store_true",
                    help="multistep solvers: skip the guard that judges the searched schedule against the standard "
-                        "ones on fresh noises (the default runs it, within the published search's model rows)")
-    s.add_argument("--samples", type=positive_int, default=32, help="noises searched on (default 32)")
-    s.add_argument("--seed", type=seed_int, default=0, help="seed of the search noises (held-out: seed + 1000)")
-    s.add_argument("--eval-samples", type=positive_int, default=64, help="held-out noises of the comparison")
-    s.add_argument("--max-batch", type=positive_int, default=None, help="rows per model call")
-    s.add_argument("--out", help="output folder (default under ./oss_fast_out)")
-    s.add_argument("--no-compare", action="store_true", help="only search and save")
+                        "ones on fresh noises (default: run it, within the published search's model rows)")
+    s.add_argument("--samples", type=positive_int,
+                   help="noises searched on (default 32); --pipeline: noises per prompt (default 32 in all)")
+    s.add_argument("--seed", type=seed_int, default=0, help="seed of the search noises (default 0; held-out: seed + 1000)")
+    s.add_argument("--eval-samples", type=positive_int, default=64,
+                   help="held-out noises of the comparison (default 64)")
+    s.add_argument("--max-batch", type=positive_int, default=None, help="rows per model call (default 32)")
+    s.add_argument("--out", help="output folder (default under ./oss_fast_out, named after the model and options)")
+    s.add_argument("--no-compare", action="store_true", help="only search and save (default: compare / preview)")
     s.add_argument("--checkpoint", help="write the search state here (after the teacher; with --full also after "
-                                        "each level)")
-    s.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+                                        "each level) (default: none; --pipeline: search.ckpt in --out)")
+    s.add_argument("--resume", action="store_true", help="continue from --checkpoint (default: start afresh)")
     s.set_defaults(run=cmd_search)
 
     c = sub.add_parser("compare", help="schedules against the teacher, uniform and shifted steps")
     model_options(c)
     c.add_argument("schedules", nargs="+", help="schedule JSON files")
-    c.add_argument("--samples", type=positive_int, default=64, help="held-out noises")
-    c.add_argument("--seed", type=seed_int, default=1000)
+    c.add_argument("--samples", type=positive_int, default=64, help="held-out noises (default 64)")
+    c.add_argument("--seed", type=seed_int, default=1000, help="seed of the noises (default 1000)")
     c.add_argument("--out", help="output folder (default ./oss_fast_out/compare)")
     c.set_defaults(run=cmd_compare)
 
     m = sub.add_parser("sample", help="sample along a saved schedule")
     model_options(m)
     m.add_argument("--schedule", required=True, help="schedule JSON file")
-    m.add_argument("--samples", type=positive_int, default=16)
-    m.add_argument("--seed", type=seed_int, default=1000)
+    m.add_argument("--samples", type=positive_int, default=16, help="samples to draw (default 16)")
+    m.add_argument("--seed", type=seed_int, default=1000, help="seed of the noises (default 1000)")
     m.add_argument("--out", help="output folder (default ./oss_fast_out/samples)")
     m.set_defaults(run=cmd_sample)
 
@@ -487,11 +723,14 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=["json", "comfyui", "diffusers"], default="json",
                    help="json: the schedule file; comfyui: SIGMAS (descending flow sigmas ending at 0); diffusers: "
                         "the scheduler that runs its solver and the sigmas/timesteps to pass (default json)")
-    e.add_argument("--steps", type=positive_int, help="another step count (log-linear interpolation; at most 10000)")
+    e.add_argument("--steps", type=positive_int, help="another step count (log-linear interpolation; at most 10000) (default: the "
+                   "schedule's)")
     e.add_argument("--shift", type=positive_float,
-                   help="for a grid / pipeline of this time shift: the flow times kept (snapped onto the grid)")
-    e.add_argument("--size", type=image_size, help="HEIGHTxWIDTH: follow a FLUX-style pipeline's shift to this size")
-    e.add_argument("--out", help="write to this file instead of printing")
+                   help="for a grid / pipeline of this time shift: the flow times kept (snapped onto the grid) "
+                        "(default: the schedule's own grid)")
+    e.add_argument("--size", type=image_size, help="HEIGHTxWIDTH: follow a FLUX-style pipeline's shift to this size (default: the "
+                   "size searched at)")
+    e.add_argument("--out", help="write to this file (default: print)")
     e.set_defaults(run=cmd_export)
 
     r = sub.add_parser("presets", help="the published OSS schedules (export them with oss-fast export NAME)")
@@ -500,17 +739,20 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quality", help="the quality table of every mode on the bundled models")
     q.add_argument("--models", nargs="+", default=None, choices=list(BUNDLED),
                    help="default: all bundled models (--transfer: digits and gaussian_mixture)")
-    q.add_argument("--teacher-steps", type=positive_int, default=100)
-    q.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10])
+    q.add_argument("--teacher-steps", type=positive_int, default=100, help="N, the models' grid (default 100)")
+    q.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10], help="student step counts (default 5 10)")
     q.add_argument("--search-samples", type=positive_int, default=None,
                    help="search noises (default 32; --solvers: 16, the protocol of the solver targets)")
-    q.add_argument("--eval-samples", type=positive_int, default=64)
+    q.add_argument("--eval-samples", type=positive_int, default=64, help="held-out noises (default 64)")
     q.add_argument("--solvers", action="store_true",
-                   help="the multistep solvers' table (Euler-OSS vs fixed schedules vs solver-aware searches)")
+                   help="the multistep solvers' table (Euler-OSS vs fixed schedules vs solver-aware searches) "
+                        "(default: the modes' table)")
     q.add_argument("--transfer", action="store_true",
-                   help="the transfer table: schedules carried between grids of shift 1, 3 and 6")
-    q.add_argument("--out", help="also write the table to this file")
-    q.add_argument("--no-progress", action="store_true")
+                   help="the transfer table: schedules carried between grids of shift 1, 3 and 6 (default: the "
+                        "modes' table)")
+    q.add_argument("--out", help="also write the table to this file (default: print only)")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
+    threads_option(q)
     q.set_defaults(run=cmd_quality)
 
     i = sub.add_parser("info", help="how oss_fast was built and what it can use here")
@@ -522,6 +764,11 @@ def main(argv=None) -> int:
     if os.getcwd() not in sys.path:  # module:factory finds modules of the current folder, as python -m does
         sys.path.insert(0, os.getcwd())
     args = parser().parse_args(argv)
+    if hasattr(args, "model") and not getattr(args, "pipeline", None):  # a --pipeline search refuses these two
+        args.model = args.model or DEFAULT_MODEL
+        args.shift = 1.0 if args.shift is None else args.shift
+    if hasattr(args, "threads"):
+        torch.set_num_threads(args.threads or default_threads())
     try:
         with contextlib.ExitStack() as args.run_stack:  # the output folder's lock and clean-up
             code = args.run(args)
@@ -535,8 +782,8 @@ def main(argv=None) -> int:
         print(f"oss-fast: error: {as_typed(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        resume = (f"; resume with --checkpoint {args.checkpoint} --resume"
-                  if getattr(args, "checkpoint", None) else "")
+        resume = (f"; {args.resume_hint}" if getattr(args, "resume_hint", None) else
+                  f"; resume with --checkpoint {args.checkpoint} --resume" if getattr(args, "checkpoint", None) else "")
         print(f"oss-fast: interrupted{resume}", file=sys.stderr)
         return 130
 

@@ -124,7 +124,7 @@ def plot_error_vs_steps(curves: list, path) -> None:
         ax.legend(fontsize=7)
 
 
-def image_grid(rows: dict, path, to_images, reference: str | None = None) -> None:
+def image_grid(rows: dict, path, to_images, reference: str | None = None, cell: float = 0.9) -> None:
     """One row of images per name (name -> latents [n, C, H, W]); to_images maps latents to [0, 1].
     With reference (a name in rows), every other row shows each image's PSNR to the reference's
     image above it and is followed by a row of its |difference|, magnified by one gain for all rows
@@ -144,7 +144,7 @@ def image_grid(rows: dict, path, to_images, reference: str | None = None) -> Non
         mse = diffs[name].pow(2).flatten(1).mean(1).clamp_min(1e-12)
         shown.append((name, imgs, [f"{10 * math.log10(1 / m):.1f} dB" for m in mse.tolist()]))
         shown.append((f"|{name} - {reference}| x{gain:g}", (diffs[name].abs() * gain).clamp(0, 1), None))
-    with _figure(path, len(shown), n, figsize=(n * 0.9, len(shown) * 1.1 + 0.3)) as axes:
+    with _figure(path, len(shown), n, figsize=(n * cell + 1.5, len(shown) * (cell + 0.2) + 0.3)) as axes:
         for r, (label, imgs, titles) in enumerate(shown):
             for c in range(n):
                 image = imgs[c]

@@ -44,7 +44,7 @@ SIZES = {
     "dit": dict(height=16, width=16),
 }
 
-DIT_CLASSES = 10  # num_embeds_ada_norm: the null (unconditional) class is label 10
+DIT_CLASSES = 1000  # num_embeds_ada_norm: the null (unconditional) class is label 1000, as DiTPipeline has it
 DIT_LABELS = {0: "cat, tabby", 1: "dog", 2: "tree", 3: "house, home", 4: "sky"}
 
 
@@ -207,8 +207,8 @@ def build_dit():
 
     sample_size 8 latent, patch 2 (16 tokens), out_channels twice the 4 latent channels as in
     DiT-XL-2; the SD VAE's scaling factor; DPM-Solver++ over DiT's linear betas. 16 px = 8 latent
-    times vae_scale_factor 2. Only DIT_CLASSES classes, so the null class is 10, not DiT's 1000:
-    DiTPipeline.__call__ hardcodes 1000 and so works only with guidance_scale <= 1.
+    times vae_scale_factor 2. DiT's 1000 classes (a 1001 x 16 table): DiTPipeline.__call__ hardcodes
+    the null class 1000, so the pipeline runs with guidance only with all of them.
     """
     vae = autoencoder_kl(scaling_factor=0.18215)
     transformer = diffusers.DiTTransformer2DModel(

@@ -446,3 +446,34 @@ def test_sample_runs_in_batches_equal_to_one_call(tmp_path):
     whole = oss_fast.sample(model, z, [3, 9, 15], cond)
     got = torch.load(tmp_path / "o" / "samples.pt")
     assert got.shape == whole.shape and torch.allclose(got, whole, atol=1e-5)
+
+
+def test_help_shows_the_default_of_every_option():
+    from oss_fast import cli
+
+    parser = cli.parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help" and not action.required:
+                assert "default" in (action.help or ""), f"oss-fast {name} {action.option_strings[0]}: no default shown"
+
+
+def test_threads_follow_the_option_then_omp_then_the_idle_cores(monkeypatch):
+    from oss_fast import cli
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cli.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (1.1, 0.0, 0.0))
+    assert cli.default_threads() == 1  # a 2-core machine with one other job: one thread, not two that stall
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (0.05, 0.0, 0.0))
+    assert cli.default_threads() == 2
+    chosen = []
+    monkeypatch.setattr(cli.torch, "set_num_threads", chosen.append)
+    cli.main(["presets"])
+    assert chosen == []  # presets computes nothing: threads untouched
+    cli.main(["sample", "--schedule", "missing.json", "--threads", "4"])
+    cli.main(["sample", "--schedule", "missing.json"])
+    assert chosen == [4, 2]

@@ -38,12 +38,16 @@ class RespacedDDPM:
     """The parts of DiT's SpacedDiffusion a wrapper needs, built from any alphas_cumprod.
 
     Respacing keeps alphas_cumprod at the chosen timesteps, so spaced step n is original
-    timestep timestep_map[n].
+    timestep timestep_map[n]: DiT's even spacing, or the given `timesteps` (e.g. a diffusers
+    scheduler's own choice for `steps` steps).
     """
 
-    def __init__(self, alphas_cumprod, steps: int):
+    def __init__(self, alphas_cumprod, steps: int, timesteps=None):
         acp = np.asarray(torch.as_tensor(alphas_cumprod, dtype=torch.float64).cpu())
-        self.use_timesteps = set(space_timesteps(len(acp), steps))
+        chosen = space_timesteps(len(acp), steps) if timesteps is None else sorted({int(t) for t in timesteps})
+        if timesteps is not None and (len(chosen) != steps or not 0 <= chosen[0] <= chosen[-1] < len(acp)):
+            raise ValueError(f"{steps} steps need {steps} distinct timesteps in [0, {len(acp) - 1}], got {timesteps}")
+        self.use_timesteps = set(chosen)
         self.timestep_map = sorted(self.use_timesteps)
         self.num_timesteps = steps
         self.alphas_cumprod = acp[self.timestep_map]
@@ -78,15 +82,16 @@ class DiTWrapper(VelocityWrapper):
 
     @classmethod
     def from_diffusers(cls, transformer, scheduler, teacher_steps: int, guidance_scale: float = 4.0,
-                       null_class: int = 1000, device=None, compile: bool = False):
-        """A diffusers DiTTransformer2DModel with the DiTPipeline's guidance and exact scaling."""
+                       null_class: int = 1000, device=None, compile: bool = False, timesteps=None):
+        """A diffusers DiTTransformer2DModel with the DiTPipeline's guidance and exact scaling, on
+        DiT's evenly respaced teacher_steps timesteps (or the given ones)."""
         alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)
         if alphas_cumprod is None:
             raise ValueError("the scheduler has no alphas_cumprod (use a DDPM, DDIM or DPM-Solver scheduler)")
         net = _DiffusersDiT(maybe_compile(transformer, compile), guidance_scale)
         device = device if device is not None else getattr(transformer, "device", None)
         null = torch.tensor([null_class], device=device)
-        return cls(net, RespacedDDPM(alphas_cumprod, teacher_steps), device, null, input_eps=0.0)
+        return cls(net, RespacedDDPM(alphas_cumprod, teacher_steps, timesteps), device, null, input_eps=0.0)
 
     def fingerprint_fields(self) -> dict:
         return dict(y_null=self.y_null, input_eps=self.input_eps, half=self.half, steps=self.num_steps,
