@@ -2,8 +2,9 @@
 
 A schedule is K steps: grid indices of the model's grid (ascending; the last is where sampling
 starts) and their flow times, the sigmas (descending, ending at 0). It saves to JSON with what
-produced it, interpolates to other step counts, and exports to diffusers; `oss_fast.sample(model, z,
-schedule)` samples along it. It is a plain value: this module imports only the grid math.
+produced it, interpolates to other step counts, keeps its last steps for img2img (for_denoise), and
+exports to diffusers; `oss_fast.sample(model, z, schedule)` samples along it. It is a plain value:
+this module imports only the grid math.
 
 * schedulers with flow sigmas (FlowMatchEulerDiscreteScheduler: FLUX, SD3; UniPCMultistepScheduler
   with use_flow_sigmas: Wan) get the sigmas *before* the scheduler re-applies its shift, so that
@@ -25,6 +26,7 @@ import functools
 import inspect
 import json
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -242,6 +244,20 @@ class Schedule:
         new = np.exp(np.interp(np.linspace(0, 1, steps), np.linspace(0, 1, len(log_sigmas)), log_sigmas))
         sigmas = list(new) + [0.0]
         return self.replace(sigmas=sigmas, indices=_indices_on(self.grid, sigmas), timesteps=None, metadata=meta)
+
+    def for_denoise(self, strength) -> "Schedule":
+        """The schedule an img2img run at `strength` (ComfyUI's denoise) samples: its last
+        round(K * strength) steps and the final 0 (denoised_steps: the published OSS node's rule), so
+        sampling starts from the image noised to the first kept sigma. Strength 1 keeps every step; a
+        strength that keeps none is refused: there is nothing to sample."""
+        kept = denoised_steps(len(self), strength)
+        if kept == 0:
+            raise ValueError(f"strength {strength:g} keeps none of {len(self)} steps (round({len(self)} x "
+                             f"{strength:g}) = 0): nothing to sample")
+        first = len(self) - kept  # the steps dropped are the noisiest: sigmas descend, indices ascend
+        return self.replace(sigmas=self.sigmas[first:], indices=None if self.indices is None else self.indices[:kept],
+                            timesteps=None if self.timesteps is None else self.timesteps[first:],
+                            metadata=dict(self.metadata, denoise=dict(strength=float(strength), of_steps=len(self))))
 
     def snap(self, grid=None) -> "Schedule":
         """The nearest schedule on a grid: the K sigmas moved to K distinct grid points, in order,
@@ -588,6 +604,16 @@ class Schedule:
         ending at 0 (float32). Sample with the schedule's solver: ComfyUI/k-diffusion 'euler' for euler,
         'lms' (order 2) for ab2."""
         return torch.from_numpy(_exported(self.sigmas, "these sigmas").astype(np.float32))
+
+
+def denoised_steps(steps, strength, name: str = "strength") -> int:
+    """How many of `steps` steps a run at img2img strength (ComfyUI's denoise) samples:
+    round(steps * strength), the rule of ComfyUI's OptimalStepsScheduler node (Python's round: an
+    exact half goes to the even count). ValueError naming `name` unless strength is a number in [0, 1]."""
+    steps = check_steps(steps)
+    if isinstance(strength, (bool, np.bool_)) or not isinstance(strength, numbers.Real) or not 0 <= strength <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {strength!r}")
+    return round(steps * float(strength))
 
 
 def check_steps(steps) -> int:

@@ -285,6 +285,22 @@ def test_the_diffusers_export_followed_as_written_gives_oss_fast_samples():
         torch.testing.assert_close(got, expected(z, schedule), rtol=0, atol=2e-4)
 
 
+def test_for_denoise_keeps_the_last_rounded_steps_and_refuses_a_strength_that_keeps_none():
+    _, wrapper = tiny_dit_wrapper()
+    schedule = Schedule.from_indices([3, 9, 20, 31, 40], wrapper)  # indices, grid and network timesteps
+    tail = schedule.for_denoise(0.5)  # round(2.5) = 2: Python's round, the published node's
+    assert tail.sigmas == schedule.sigmas[3:] and tail.indices == [3, 9]
+    assert tail.timesteps == schedule.timesteps[3:] and tail.metadata["denoise"] == dict(strength=0.5, of_steps=5)
+    assert schedule.for_denoise(0.7).indices == [3, 9, 20, 31]  # round(3.5) = 4
+    assert schedule.for_denoise(np.float32(1.0)).sigmas == schedule.sigmas
+    for none_kept in (0.0, 0.09):
+        with pytest.raises(ValueError, match=r"^strength .* keeps none of 5 steps \(round\(5 x .*\) = 0\): nothing"):
+            schedule.for_denoise(none_kept)
+    for bad in (1.5, -0.1, float("nan"), "0.5", True, None):
+        with pytest.raises(ValueError, match=r"^strength must be a number in \[0, 1\], got "):
+            schedule.for_denoise(bad)
+
+
 @pytest.mark.parametrize("solver,family", [("unipc", "flow"), ("dpmpp_2m", "flow"), ("ab2", "flow"), ("euler", "ddpm")])
 def test_the_diffusers_export_refuses_what_no_call_argument_carries(solver, family):
     if family == "ddpm":
