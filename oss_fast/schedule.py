@@ -461,20 +461,27 @@ class Schedule:
         args.pop("mu", None)  # the pipeline computes mu itself from height and width
         return dict(args, num_inference_steps=len(self), **size_args)
 
-    def diffusers_export(self) -> dict:
+    def diffusers_export(self, strength: float | None = None) -> dict:
         """What a diffusers pipeline needs to sample this schedule, without the pipeline at hand
         (`oss-fast export --format diffusers`), for Euler schedules of flow models (FLUX, SD3, Wan):
         the scheduler class and config entries that run Euler with the recorded static shift, and the
         pipeline call arguments -- the sigmas before the scheduler's shift re-applies, the step count
         and, where the pipeline shifts by image size, the recorded height and width (and their mu).
         `usage` says how to follow it. Other solvers and DDPM-family (DiT) schedules are refused:
-        diffusers takes their sigmas through no argument; `schedule.applied(pipe)` samples them."""
+        diffusers takes their sigmas through no argument; `schedule.applied(pipe)` samples them.
+
+        With `strength`, the arguments are for img2img pipelines (FluxImg2ImgPipeline,
+        StableDiffusion3Img2ImgPipeline) and land on for_denoise(strength): its sigmas, and strength
+        1.0. The pipelines' own strength would keep N - int(N - N * strength) of N steps, about the
+        ceiling of N * strength where the node rounds (10 steps at 0.25: 3, not 2); at strength 1.0
+        they run every sigma given, starting from the image noised to the first."""
         if self.solver != "euler" or self.parameterization != "flow":
             what = f"a {self.solver} schedule" if self.solver != "euler" else "a DDPM-family (DiT) schedule"
             raise ValueError(f"{what} cannot be handed to a diffusers pipeline as call arguments (its scheduler takes "
                              "no such sigmas); in Python: `with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)`")
+        chosen = self if strength is None else self.for_denoise(strength)
         name, config = self._scheduler_spec()
-        out = dict(scheduler=name, num_inference_steps=len(self))
+        out = dict(scheduler=name, num_inference_steps=len(chosen))
         call = "sigmas=sigmas, num_inference_steps=num_inference_steps"
         if self.dynamic_shift is not None:  # the pipeline's own dynamic shift, at the recorded size
             shift = size_shift(self.dynamic_shift, self.size)
@@ -484,10 +491,16 @@ class Schedule:
         else:  # a static shift, the recorded one (1 when unknown: the sigmas are then passed as they are)
             shift = self.shift or 1.0
             out["scheduler_config"] = dict(config, use_dynamic_shifting=False, shift=shift)
-        out["usage"] = (f"pipelines whose call takes sigmas (FLUX, SD3): pipe.scheduler = diffusers.{name}.from_config("
-                        f"pipe.scheduler.config, **scheduler_config); pipe(..., {call}); others (Wan): "
-                        "with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)")
-        return dict(out, sigmas=_exported(time_unshift(np.array(self.sigmas[:-1]), shift), f"shift {shift:g}").tolist())
+        setup = f"pipe.scheduler = diffusers.{name}.from_config(pipe.scheduler.config, **scheduler_config)"
+        if strength is None:
+            out["usage"] = (f"pipelines whose call takes sigmas (FLUX, SD3): {setup}; pipe(..., {call}); others (Wan): "
+                            "with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)")
+        else:
+            out.update(strength=1.0, usage=(
+                f"img2img pipelines (FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline): {setup}; pipe(..., "
+                f"image=image, strength=strength, {call}): strength 1.0 runs these sigmas, the last {len(chosen)} of "
+                f"{len(self)} steps (for_denoise({strength:g})), from the image noised to the first"))
+        return dict(out, sigmas=_exported(time_unshift(np.array(chosen.sigmas[:-1]), shift), f"shift {shift:g}").tolist())
 
     def _other_size(self, height, width) -> str:
         h, w = self.size
