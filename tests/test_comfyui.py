@@ -53,7 +53,13 @@ def test_presets_at_their_own_and_other_step_counts(name):
 def test_denoise_keeps_the_tail_and_shift_reshifts_from_the_recorded_shift():
     full = comfy_call(schedule="flux", steps=10)
     assert torch.equal(comfy_call(schedule="flux", steps=10, denoise=0.3), full[-4:])
-    assert comfy_call(schedule="flux", steps=10, denoise=0.0).numel() == 0
+    # Python's round, as the published node: a half goes to the even count (2.5 -> 2, 3.5 -> 4)
+    assert torch.equal(comfy_call(schedule="flux", steps=10, denoise=0.25), full[-3:])
+    assert torch.equal(comfy_call(schedule="flux", steps=10, denoise=0.35), full[-5:])
+    for keeps_none in (0.0, 0.04):  # round(10 x 0.04) = 0: no sigmas, as ComfyUI's schedulers at denoise 0
+        assert comfy_call(schedule="flux", steps=10, denoise=keeps_none).numel() == 0
+    with pytest.raises(ValueError, match="keeps none"):  # the rule the node follows, one place
+        presets.get("flux").for_denoise(0.04)
     moved = comfy_call(schedule="wan", steps=20, shift=3.0)
     torch.testing.assert_close(moved, presets.get("wan").reshift(3.0).to_sigmas())
     assert bool((moved[1:-1] < presets.get("wan").to_sigmas()[1:-1]).all())  # a lower shift: lower sigmas

@@ -11,8 +11,8 @@ SamplerCustomAdvanced. Sample them with the sampler of the schedule's solver (do
 
 * steps: presets resample by the published node's rule (oss_fast.presets.get), schedule files by
   Schedule.interpolate (log-linear in the nonzero sigmas); both keep a final 0.
-* denoise < 1 keeps the last round(steps * denoise) steps and the final 0, as the published node
-  does; denoise 0 gives no sigmas.
+* denoise < 1: Schedule.for_denoise, the last round(steps * denoise) steps and the final 0, as the
+  published node does; a denoise that keeps no step gives no sigmas, as ComfyUI's schedulers do.
 * shift: 0 keeps the searched flow times -- what carries a schedule to another grid (README,
   Transfer). A value > 0 re-shifts the steps through un-shifted time from the shift the schedule
   records (Schedule.reshift): a deliberate move of the steps, measured worse there.
@@ -24,10 +24,11 @@ import math
 import numbers
 
 import numpy as np
+import torch
 
 from .. import presets
 from ..grid import MAX_STEPS
-from ..schedule import Schedule, check_steps
+from ..schedule import Schedule, denoised_steps
 
 FILE = "file"
 
@@ -59,9 +60,7 @@ class OSSSchedule:
         }
 
     def get_sigmas(self, schedule: str, steps: int, denoise: float = 1.0, shift: float = 0.0, file: str = ""):
-        steps = check_steps(steps)
-        if not _real(denoise) or not 0.0 <= denoise <= 1.0:
-            raise ValueError(f"denoise must be a number in [0, 1], got {denoise!r}")
+        kept = denoised_steps(steps, denoise, "denoise")
         if not _real(shift) or not 0.0 <= shift < math.inf:
             raise ValueError(f"shift must be a number: 0 (as searched) or > 0, got {shift!r}")
         if schedule == FILE:
@@ -78,10 +77,9 @@ class OSSSchedule:
             if chosen.shift is None:
                 raise ValueError(f"{_name(schedule, file)} records no shift to re-shift from; leave shift at 0")
             chosen = chosen.reshift(shift)
-        sigmas = chosen.to_sigmas()
-        if denoise < 1.0:  # the published node's rule: the last round(steps * denoise) steps, none at 0
-            sigmas = sigmas[-(round(steps * denoise) + 1):] if denoise > 0 else sigmas[:0]
-        return (sigmas,)
+        if kept == 0:  # ComfyUI's samplers return the latent as it is on no sigmas
+            return (torch.zeros(0),)
+        return (chosen.for_denoise(denoise).to_sigmas(),)
 
 
 def _real(value) -> bool:
