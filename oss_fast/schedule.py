@@ -2,8 +2,9 @@
 
 A schedule is K steps: grid indices of the model's grid (ascending; the last is where sampling
 starts) and their flow times, the sigmas (descending, ending at 0). It saves to JSON with what
-produced it, interpolates to other step counts, and exports to diffusers; `oss_fast.sample(model, z,
-schedule)` samples along it. It is a plain value: this module imports only the grid math.
+produced it, interpolates to other step counts, keeps its last steps for img2img (for_denoise), and
+exports to diffusers; `oss_fast.sample(model, z, schedule)` samples along it. It is a plain value:
+this module imports only the grid math.
 
 * schedulers with flow sigmas (FlowMatchEulerDiscreteScheduler: FLUX, SD3; UniPCMultistepScheduler
   with use_flow_sigmas: Wan) get the sigmas *before* the scheduler re-applies its shift, so that
@@ -25,6 +26,7 @@ import functools
 import inspect
 import json
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -243,6 +245,20 @@ class Schedule:
         sigmas = list(new) + [0.0]
         return self.replace(sigmas=sigmas, indices=_indices_on(self.grid, sigmas), timesteps=None, metadata=meta)
 
+    def for_denoise(self, strength) -> "Schedule":
+        """The schedule an img2img run at `strength` (ComfyUI's denoise) samples: its last
+        round(K * strength) steps and the final 0 (denoised_steps: the published OSS node's rule), so
+        sampling starts from the image noised to the first kept sigma. Strength 1 keeps every step; a
+        strength that keeps none is refused: there is nothing to sample."""
+        kept = denoised_steps(len(self), strength)
+        if kept == 0:
+            raise ValueError(f"strength {strength:g} keeps none of {len(self)} steps (round({len(self)} x "
+                             f"{strength:g}) = 0): nothing to sample")
+        first = len(self) - kept  # the steps dropped are the noisiest: sigmas descend, indices ascend
+        return self.replace(sigmas=self.sigmas[first:], indices=None if self.indices is None else self.indices[:kept],
+                            timesteps=None if self.timesteps is None else self.timesteps[first:],
+                            metadata=dict(self.metadata, denoise=dict(strength=float(strength), of_steps=len(self))))
+
     def snap(self, grid=None) -> "Schedule":
         """The nearest schedule on a grid: the K sigmas moved to K distinct grid points, in order,
         moving them least in total."""
@@ -445,20 +461,27 @@ class Schedule:
         args.pop("mu", None)  # the pipeline computes mu itself from height and width
         return dict(args, num_inference_steps=len(self), **size_args)
 
-    def diffusers_export(self) -> dict:
+    def diffusers_export(self, strength: float | None = None) -> dict:
         """What a diffusers pipeline needs to sample this schedule, without the pipeline at hand
         (`oss-fast export --format diffusers`), for Euler schedules of flow models (FLUX, SD3, Wan):
         the scheduler class and config entries that run Euler with the recorded static shift, and the
         pipeline call arguments -- the sigmas before the scheduler's shift re-applies, the step count
         and, where the pipeline shifts by image size, the recorded height and width (and their mu).
         `usage` says how to follow it. Other solvers and DDPM-family (DiT) schedules are refused:
-        diffusers takes their sigmas through no argument; `schedule.applied(pipe)` samples them."""
+        diffusers takes their sigmas through no argument; `schedule.applied(pipe)` samples them.
+
+        With `strength`, the arguments are for img2img pipelines (FluxImg2ImgPipeline,
+        StableDiffusion3Img2ImgPipeline) and land on for_denoise(strength): its sigmas, and strength
+        1.0. The pipelines' own strength would keep N - int(N - N * strength) of N steps, about the
+        ceiling of N * strength where the node rounds (10 steps at 0.25: 3, not 2); at strength 1.0
+        they run every sigma given, starting from the image noised to the first."""
         if self.solver != "euler" or self.parameterization != "flow":
             what = f"a {self.solver} schedule" if self.solver != "euler" else "a DDPM-family (DiT) schedule"
             raise ValueError(f"{what} cannot be handed to a diffusers pipeline as call arguments (its scheduler takes "
                              "no such sigmas); in Python: `with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)`")
+        chosen = self if strength is None else self.for_denoise(strength)
         name, config = self._scheduler_spec()
-        out = dict(scheduler=name, num_inference_steps=len(self))
+        out = dict(scheduler=name, num_inference_steps=len(chosen))
         call = "sigmas=sigmas, num_inference_steps=num_inference_steps"
         if self.dynamic_shift is not None:  # the pipeline's own dynamic shift, at the recorded size
             shift = size_shift(self.dynamic_shift, self.size)
@@ -468,10 +491,16 @@ class Schedule:
         else:  # a static shift, the recorded one (1 when unknown: the sigmas are then passed as they are)
             shift = self.shift or 1.0
             out["scheduler_config"] = dict(config, use_dynamic_shifting=False, shift=shift)
-        out["usage"] = (f"pipelines whose call takes sigmas (FLUX, SD3): pipe.scheduler = diffusers.{name}.from_config("
-                        f"pipe.scheduler.config, **scheduler_config); pipe(..., {call}); others (Wan): "
-                        "with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)")
-        return dict(out, sigmas=_exported(time_unshift(np.array(self.sigmas[:-1]), shift), f"shift {shift:g}").tolist())
+        setup = f"pipe.scheduler = diffusers.{name}.from_config(pipe.scheduler.config, **scheduler_config)"
+        if strength is None:
+            out["usage"] = (f"pipelines whose call takes sigmas (FLUX, SD3): {setup}; pipe(..., {call}); others (Wan): "
+                            "with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)")
+        else:
+            out.update(strength=1.0, usage=(
+                f"img2img pipelines (FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline): {setup}; pipe(..., "
+                f"image=image, strength=strength, {call}): strength 1.0 runs these sigmas, the last {len(chosen)} of "
+                f"{len(self)} steps (for_denoise({strength:g})), from the image noised to the first"))
+        return dict(out, sigmas=_exported(time_unshift(np.array(chosen.sigmas[:-1]), shift), f"shift {shift:g}").tolist())
 
     def _other_size(self, height, width) -> str:
         h, w = self.size
@@ -588,6 +617,16 @@ class Schedule:
         ending at 0 (float32). Sample with the schedule's solver: ComfyUI/k-diffusion 'euler' for euler,
         'lms' (order 2) for ab2."""
         return torch.from_numpy(_exported(self.sigmas, "these sigmas").astype(np.float32))
+
+
+def denoised_steps(steps, strength, name: str = "strength") -> int:
+    """How many of `steps` steps a run at img2img strength (ComfyUI's denoise) samples:
+    round(steps * strength), the rule of ComfyUI's OptimalStepsScheduler node (Python's round: an
+    exact half goes to the even count). ValueError naming `name` unless strength is a number in [0, 1]."""
+    steps = check_steps(steps)
+    if isinstance(strength, (bool, np.bool_)) or not isinstance(strength, numbers.Real) or not 0 <= strength <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {strength!r}")
+    return round(steps * float(strength))
 
 
 def check_steps(steps) -> int:

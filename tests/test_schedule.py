@@ -285,6 +285,61 @@ def test_the_diffusers_export_followed_as_written_gives_oss_fast_samples():
         torch.testing.assert_close(got, expected(z, schedule), rtol=0, atol=2e-4)
 
 
+def test_for_denoise_keeps_the_last_rounded_steps_and_refuses_a_strength_that_keeps_none():
+    _, wrapper = tiny_dit_wrapper()
+    schedule = Schedule.from_indices([3, 9, 20, 31, 40], wrapper)  # indices, grid and network timesteps
+    tail = schedule.for_denoise(0.5)  # round(2.5) = 2: Python's round, the published node's
+    assert tail.sigmas == schedule.sigmas[3:] and tail.indices == [3, 9]
+    assert tail.timesteps == schedule.timesteps[3:] and tail.metadata["denoise"] == dict(strength=0.5, of_steps=5)
+    assert schedule.for_denoise(0.7).indices == [3, 9, 20, 31]  # round(3.5) = 4
+    assert schedule.for_denoise(np.float32(1.0)).sigmas == schedule.sigmas
+    for none_kept in (0.0, 0.09):
+        with pytest.raises(ValueError, match=r"^strength .* keeps none of 5 steps \(round\(5 x .*\) = 0\): nothing"):
+            schedule.for_denoise(none_kept)
+    for bad in (1.5, -0.1, float("nan"), "0.5", True, None):
+        with pytest.raises(ValueError, match=r"^strength must be a number in \[0, 1\], got "):
+            schedule.for_denoise(bad)
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_the_img2img_export_lands_the_pipelines_timestep_selection_on_for_denoise(family):
+    # FluxImg2ImgPipeline / StableDiffusion3Img2ImgPipeline: set_timesteps on the given sigmas
+    # (retrieve_timesteps), then get_timesteps(num_inference_steps, strength), as their __call__ does
+    import diffusers
+    from diffusers.pipelines.flux.pipeline_flux_img2img import calculate_shift
+
+    if family == "flux":
+        pipe, wrapper = tiny_flux_pipeline(N=30)  # dynamic shift at 64x64, recorded with the schedule
+        img2img, module = diffusers.FluxImg2ImgPipeline, diffusers.pipelines.flux.pipeline_flux_img2img
+        schedule = Schedule.from_indices([1, 3, 6, 9, 12, 15, 19, 23, 27, 30], wrapper)
+    else:
+        pipe, wrapper = tiny_sd3_pipeline(N=30)
+        img2img = diffusers.StableDiffusion3Img2ImgPipeline
+        module = diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3_img2img
+        schedule = Schedule.from_indices([1, 3, 6, 9, 12, 15, 19, 23, 27, 30], wrapper).replace(shift=3.0)
+    for strength, kept in [(0.25, 2), (0.35, 4), (0.33, 3), (0.5, 5), (0.1, 1), (1.0, 10)]:
+        spec = json.loads(json.dumps(schedule.diffusers_export(strength=strength)))  # as `oss-fast export` prints
+        assert "image=image, strength=strength, sigmas=sigmas" in spec["usage"]
+        scheduler = getattr(diffusers, spec["scheduler"]).from_config(pipe.scheduler.config, **spec["scheduler_config"])
+        mu = {}
+        if scheduler.config.use_dynamic_shifting:  # the pipeline's own mu, from the height and width given
+            c = scheduler.config
+            seq_len = (spec["height"] // pipe.vae_scale_factor // 2) * (spec["width"] // pipe.vae_scale_factor // 2)
+            mu = dict(mu=calculate_shift(seq_len, c.base_image_seq_len, c.max_image_seq_len, c.base_shift, c.max_shift))
+        _, n = module.retrieve_timesteps(scheduler, spec["num_inference_steps"], "cpu", sigmas=spec["sigmas"], **mu)
+        timesteps, n = img2img.get_timesteps(types.SimpleNamespace(scheduler=scheduler), n, spec["strength"], "cpu")
+        assert n == kept, strength
+        ran = scheduler.sigmas[scheduler.begin_index:].numpy()
+        np.testing.assert_allclose(ran, schedule.for_denoise(strength).sigmas, rtol=2e-6, atol=1e-7)
+        np.testing.assert_allclose(ran, schedule.sigmas[-kept - 1:], rtol=2e-6, atol=1e-7)
+        # the image is noised to the first kept sigma (latent_timestep = timesteps[:1])
+        assert float(timesteps[0]) == pytest.approx(1000 * schedule.sigmas[-kept - 1], rel=1e-5)
+    # why strength 1.0: the pipeline's own strength on all steps keeps about the ceiling, not round's 2
+    spec = schedule.diffusers_export()
+    _, n = module.retrieve_timesteps(scheduler, spec["num_inference_steps"], "cpu", sigmas=spec["sigmas"], **mu)
+    assert img2img.get_timesteps(types.SimpleNamespace(scheduler=scheduler), n, 0.25, "cpu")[1] == 3
+
+
 @pytest.mark.parametrize("solver,family", [("unipc", "flow"), ("dpmpp_2m", "flow"), ("ab2", "flow"), ("euler", "ddpm")])
 def test_the_diffusers_export_refuses_what_no_call_argument_carries(solver, family):
     if family == "ddpm":
