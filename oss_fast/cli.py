@@ -42,6 +42,9 @@ from .report import compare, image_grid, plots_missing, steps_on
 from .api import schedule_steps
 from .solvers import SOLVERS
 from .engine.checkpoint import check_checkpoint_path
+from .engine.memory import search_bytes
+from .engine.options import check_options
+from .models.memory import gib
 from .zoo import BUNDLED, DEFAULT_MODEL, load_model, noises
 
 
@@ -321,9 +324,9 @@ def cmd_search_pipeline(args) -> int:
     pipe = pipelines.load_pipeline(args.pipeline, dtype, args.device)
     job = pipelines.prepare(pipe, source, request, args.teacher_steps)
     B = len(job.z)
-    print_plan(job, args, refine, B)
     options = {k: v for k, v in dict(aggregate=args.aggregate, stride=args.stride, band=args.band,
                                      validate=False if args.no_validate else None).items() if v is not None}
+    print_plan(job, args, refine, B, options)
     res = search(job.model, job.z, job.cond, model_kwargs=job.model_kwargs, student_steps=args.student_steps,
                  max_batch=args.max_batch, solver=args.solver, mode=args.mode, refine=refine,
                  progress=not args.no_progress, checkpoint=checkpoint, resume=args.resume, **options)
@@ -347,9 +350,10 @@ def cmd_search_pipeline(args) -> int:
     return 0
 
 
-def print_plan(job, args, refine: bool, B: int) -> None:
+def print_plan(job, args, refine: bool, B: int, options: dict) -> None:
     """What the search will do and cost, before its first model call: model rows, a time estimate
-    from one timed model call, and on CUDA the memory it holds and peaks at."""
+    from one timed model call, the search's own buffers and on CUDA the memory held and at the peak
+    of a call."""
     N, K = args.teacher_steps, args.student_steps
     settings = ", ".join(f"{k} {v}" for k, v in job.settings.items()
                          if k in ("size", "frames", "guidance", "shift") and v is not None)
@@ -366,6 +370,10 @@ def print_plan(job, args, refine: bool, B: int) -> None:
     else:
         rows, how = published // 2, "the refined search, stopped at half the published rows"
     print(f"model rows: at most about {rows} ({how}) of the published search's {published} = N (K + 1) x {B}")
+    opts = check_options(job.model, job.z, student_steps=K, mode=args.mode, max_batch=args.max_batch,
+                         solver=args.solver, refine=refine, **options)
+    buffers = sum(part[1] for part in search_bytes(opts, B, tuple(job.z.shape[1:]), job.z.element_size()))
+    print(f"the search's own buffers (teacher trajectory, states, costs): about {gib(buffers)} on {job.z.device}")
     chunk = min(B, args.max_batch or 32)
     z, cond, kwargs = job.rows(slice(0, chunk))
     cuda = job.z.device.type == "cuda"
@@ -548,6 +556,8 @@ def cmd_export(args) -> int:
             raise ValueError(f"--shift snaps the steps onto a grid of the schedule's own {len(schedule.grid) - 1} steps, "
                              f"fewer than --steps {len(schedule)}: export at most {len(schedule.grid) - 1} steps with --shift")
         schedule = schedule.for_shift(args.shift)
+    if args.strength is not None and args.format != "diffusers":  # diffusers: the export keeps the tail itself
+        schedule = schedule.for_denoise(args.strength)
     if args.format == "json":
         text = json.dumps(schedule.to_dict(), indent=1)
     elif args.format == "comfyui":
@@ -555,7 +565,7 @@ def cmd_export(args) -> int:
             raise ValueError("a DDPM-family (DiT) schedule has no ComfyUI flow SIGMAS")
         text = json.dumps(schedule.sigmas)
     else:
-        text = json.dumps(schedule.diffusers_export(), indent=1)
+        text = json.dumps(schedule.diffusers_export(strength=args.strength), indent=1)
     if out:
         write_atomic(out, text + "\n")
         print(f"{args.format} export of {args.schedule} ({len(schedule)} steps, {schedule.solver}) written to {out}")
@@ -730,6 +740,9 @@ def parser() -> argparse.ArgumentParser:
                         "(default: the schedule's own grid)")
     e.add_argument("--size", type=image_size, help="HEIGHTxWIDTH: follow a FLUX-style pipeline's shift to this size (default: the "
                    "size searched at)")
+    e.add_argument("--strength", type=float,
+                   help="img2img / denoise strength in [0, 1]: the last round(steps x strength) steps, as the ComfyUI "
+                        "node keeps them; diffusers: arguments for img2img pipelines (default: text-to-image, all steps)")
     e.add_argument("--out", help="write to this file (default: print)")
     e.set_defaults(run=cmd_export)
 

@@ -477,3 +477,18 @@ def test_threads_follow_the_option_then_omp_then_the_idle_cores(monkeypatch):
     cli.main(["sample", "--schedule", "missing.json", "--threads", "4"])
     cli.main(["sample", "--schedule", "missing.json"])
     assert chosen == [4, 2]
+
+
+def test_export_with_strength_keeps_the_nodes_tail_in_every_format(tmp_path):
+    from oss_fast.grid import shifted_grid
+
+    path = tmp_path / "s.json"
+    schedule = Schedule.from_indices([3, 9, 20, 33, 40], grid=shifted_grid(40, 3.0).tolist())
+    schedule.save(path)
+    tail = schedule.sigmas[-3:]  # round(5 x 0.4) = 2 steps and the final 0
+    assert json.loads(run("export", str(path), "--format", "comfyui", "--strength", "0.4").stdout) == tail
+    assert json.loads(run("export", str(path), "--strength", "0.4").stdout)["sigmas"] == tail
+    spec = json.loads(run("export", str(path), "--format", "diffusers", "--strength", "0.4").stdout)
+    assert spec["strength"] == 1.0 and spec["num_inference_steps"] == 2
+    refused = run("export", str(path), "--strength", "0.05")
+    assert refused.returncode == 2 and "keeps none of 5 steps" in refused.stderr
