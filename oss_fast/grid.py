@@ -131,6 +131,13 @@ def scheduler_mu(config, seq_len: int) -> float:
                            config.get("base_shift", 0.5), config.get("max_shift", 1.15))
 
 
+def scheduler_shift(config):
+    """The static time shift of a diffusers flow scheduler's config: `shift` (FlowMatch schedulers),
+    else `flow_shift` (UniPC / DPM-Solver on flow sigmas); 1 where it sets none. Unchecked."""
+    shift = config.get("shift") if "shift" in config else config.get("flow_shift")
+    return 1.0 if shift is None else shift
+
+
 def mu_shift(mu: float, time_shift_type: str = "exponential", where: str = "") -> float:
     """The time shift of a dynamic-shift mu: exp(mu), or mu itself for time_shift_type "linear";
     ValueError (naming `where`, e.g. the image size) unless it is a finite number > 0."""

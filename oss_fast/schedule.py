@@ -33,7 +33,7 @@ import torch
 
 from ._version import __version__
 from .files import read_bounded, write_atomic
-from .grid import (MAX_STEPS, TINY, check_dynamic_shift_rule, describe_grid, grid_index, image_seq_len, index_list,
+from .grid import (MAX_STEPS, scheduler_shift, TINY, check_dynamic_shift_rule, describe_grid, grid_index, image_seq_len, index_list,
                    mu_shift, positive_real, scheduler_mu, shifted_grid, size_mu, size_shift, snap_steps, time_shift,
                    time_unshift, whole_number)
 
@@ -404,8 +404,7 @@ class Schedule:
                 m = mu_shift(mu, config.get("time_shift_type", "exponential"))
                 return dict(sigmas=_exported(time_unshift(sigmas, m), f"the scheduler's dynamic shift {m:g} (mu {mu:g})"),
                             mu=mu)
-            shift = config.get("shift", None) if "shift" in config else config.get("flow_shift", 1.0)
-            shift = 1.0 if shift is None else positive_real(shift, f"the scheduler's shift ({type(scheduler).__name__})")
+            shift = positive_real(scheduler_shift(config), f"the scheduler's shift ({type(scheduler).__name__})")
             return dict(sigmas=_exported(time_unshift(sigmas, shift), f"the scheduler's shift {shift:g}"))
         # ddpm
         if "sigmas" in params and hasattr(scheduler, "alphas_cumprod") and not config.get("use_flow_sigmas", False):

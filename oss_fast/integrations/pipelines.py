@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ..grid import shifted_grid
+from ..grid import positive_real, scheduler_shift, shifted_grid
 from ..models import DiTWrapper, FlowMatchWrapper, FluxWrapper, WanWrapper, flux_inputs, pack_latents
 from ..models.base import half_dtype, into, network_fingerprint
 from ..models.flux import flux_timesteps
@@ -232,6 +232,13 @@ def _images(decoded: torch.Tensor) -> torch.Tensor:
     return (decoded.float() / 2 + 0.5).clamp(0, 1).cpu()
 
 
+def _vae_images(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Latents [n, C, h, w] as the image pipelines decode them: unscaled, unshifted (where the VAE has a
+    shift), through the VAE, into [0, 1]."""
+    latents = latents / vae.config.scaling_factor + (vae.config.get("shift_factor") or 0.0)
+    return _images(vae.decode(latents.to(vae.dtype), return_dict=False)[0])
+
+
 def _settings(family, request, guidance, **extra) -> dict:
     return dict(family=family, guidance=guidance, negative_prompt=request.negative_prompt, prompts=len(request.prompts)
                 or None, class_labels=request.class_labels, prompts_sha256=_digest(request), **extra)
@@ -263,10 +270,7 @@ def _flux(pipe, source, request, N, guidance) -> PipelineJob:
     seq_len = (lh // 2) * (lw // 2)
 
     def decode(latents):
-        latents = pipe._unpack_latents(latents, height, width, factor)
-        vae = pipe.vae
-        latents = latents / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
-        return _images(vae.decode(latents.to(vae.dtype), return_dict=False)[0])
+        return _vae_images(pipe.vae, pipe._unpack_latents(latents, height, width, factor))
 
     def default_model(K):
         timesteps = flux_timesteps(copy.deepcopy(pipe.scheduler), K, seq_len)
@@ -298,8 +302,7 @@ def _static_shift(pipe) -> float:
     if config.get("use_dynamic_shifting"):
         raise ValueError(f"{type(pipe).__name__}'s scheduler shifts by image size (use_dynamic_shifting): not supported "
                          "for this family; FLUX's is")
-    shift = config.get("flow_shift", config.get("shift", 1.0)) if "shift" not in config else config.get("shift")
-    return float(shift or 1.0)
+    return positive_real(scheduler_shift(config), f"the scheduler's shift ({type(pipe.scheduler).__name__})")
 
 
 def _sd3(pipe, source, request, N, guidance) -> PipelineJob:
@@ -331,9 +334,7 @@ def _sd3(pipe, source, request, N, guidance) -> PipelineJob:
                     generator=_generator(request.seed), dtype=torch.float32)
 
     def decode(latents):
-        vae = pipe.vae
-        latents = latents / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
-        return _images(vae.decode(latents.to(vae.dtype), return_dict=False)[0])
+        return _vae_images(pipe.vae, latents)
 
     def default_model(K):
         scheduler = copy.deepcopy(pipe.scheduler)
@@ -419,8 +420,7 @@ def _dit(pipe, source, request, N, guidance) -> PipelineJob:
                     generator=_generator(request.seed), dtype=torch.float32) * scale
 
     def decode(latents):
-        vae = pipe.vae
-        return _images(vae.decode((latents / vae.config.scaling_factor).to(vae.dtype), return_dict=False)[0])
+        return _vae_images(pipe.vae, latents)
 
     def default_model(K):
         scheduler = copy.deepcopy(pipe.scheduler)
