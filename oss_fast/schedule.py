@@ -33,9 +33,9 @@ import torch
 
 from ._version import __version__
 from .files import read_bounded, write_atomic
-from .grid import (MAX_STEPS, scheduler_shift, TINY, check_dynamic_shift_rule, describe_grid, grid_index, image_seq_len, index_list,
-                   mu_shift, positive_real, scheduler_mu, shifted_grid, size_mu, size_shift, snap_steps, time_shift,
-                   time_unshift, whole_number)
+from .grid import (MAX_STEPS, TINY, check_dynamic_shift_rule, describe_grid, grid_index, image_seq_len, index_list,
+                   mu_shift, positive_real, scheduler_mu, scheduler_shift, shifted_grid, size_mu, size_shift, snap_steps,
+                   time_shift, time_unshift, whole_number)
 
 FORMAT = "oss_fast.schedule/1"
 MAX_FILE_BYTES = 16 << 20  # a schedule is kilobytes (a 10,000-step grid about 250 KB): room to spare, not a device
