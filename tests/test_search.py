@@ -62,7 +62,7 @@ def test_modes_and_aggregations_equal_reference(mode, aggregate, kind):
 
 
 def test_joint_rms_weighs_samples_by_root_cost():
-    from oss_fast.engine.search import joint_cost
+    from oss_fast.engine.aggregation import joint_cost
 
     # sample 0 prefers candidate 0 (errors 100 < 121), sample 1 candidate 1 (1 < 9): the mean cost
     # follows the larger errors (54.5 < 61), the mean root cost both (6.5**2 > 6**2)

@@ -14,6 +14,9 @@ bootstrap resamplings of the validation noises; the least shortfall is kept (tie
 the three measures on all validation noises). A searched schedule is kept, then, only where it is not
 below the standard schedules on any of the three measures in three resamplings out of four: where a
 few noises decide, the judge does not bet the tail on them.
+
+`guarded` runs it all for an Engine (engine/search.py): the searches that give the candidates, then
+the validation (`validation`: the fresh noises' teacher and candidates sampled, then `judge`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .. import dp
+from ..grid import shifted_steps, uniform_steps
 from ..metrics import peak, psnr_measures, psnr_summary, sample_errors
 from ..ops import euler_rows
-from ..solvers import Trajectory
+from ..solvers import Trajectory, get_solver
+from .aggregation import schedule_of
+from .levels import LevelSearch
+from .refine import VelocityCache, refined
 from .velocity import first_non_finite, overflow_error
 
 MAX_CANDIDATES = 5  # Euler search, searched (joint), searched (joint_rms), uniform, time-shifted
@@ -132,3 +140,52 @@ def judge(names: list, paths: list, samples: torch.Tensor, teacher: torch.Tensor
         verdicts.append(Verdict(name, list(path), summary["mean_psnr"], summary["psnr"], summary["p10_psnr"],
                                 summary["min_psnr"], float(shortfall[p]) + 0.0))  # + 0.0: no -0.0
     return sorted(verdicts, key=lambda v: (round(v.shortfall, 9), -(v.mean_psnr + v.psnr + v.p10_psnr)))
+
+
+def guarded(engine, T: torch.Tensor) -> GuardReport:
+    """The guard's report on the multistep default of an Engine (DESIGN §3.5), the kept candidate
+    first: the candidates -- the Euler search's schedule (the refined median search, exactly what the
+    Euler default returns), the solver's refined searches begun around it (joint and joint_rms, or
+    the aggregation asked for, sharing one velocity cache), the grid's uniform and time-shifted (3)
+    steps -- judged on fresh noises; the searches stop where the validation would no longer fit in
+    the published search's rows N (K + 1) B, and the validation takes as many noises (at least B, at
+    most 4 B) as those rows leave, unless opts.validation_noises says how many."""
+    opts, B, K = engine.opts, engine.B, engine.K
+    published = engine.N * (K + 1) * B
+    per_noise = engine.N + MAX_CANDIDATES * K  # a validation noise's rows: its teacher, every candidate
+    reserve = (opts.validation_noises or B) * per_noise
+    paths, _ = refined(LevelSearch(engine, get_solver("euler"), "median"), T)
+    euler_path = dp.median_steps(paths).tolist()
+    found = {"Euler search": euler_path}
+    cache = VelocityCache()
+    for aggregate in (opts.aggregate,) if opts.aggregate_given else ("joint", "joint_rms"):
+        paths, _ = refined(LevelSearch(engine, engine.solver, aggregate), T, start=euler_path, cache=cache,
+                           limit=max(0, published - reserve))
+        found[f"searched ({aggregate})"] = schedule_of(paths, aggregate)
+    s = engine.s.cpu()
+    found["uniform"] = uniform_steps(s, K)
+    found["time-shifted (3)"] = shifted_steps(s, K)
+    count = opts.validation_noises or min(4 * B, max(B, (published - engine.spent) // per_noise))
+    verdicts = validation(engine, found, count, opts.seed + SEED_OFFSET)
+    return GuardReport(chosen=verdicts[0].name, noises=count, verdicts=verdicts)
+
+
+def validation(engine, found: dict, count: int, seed: int) -> list:
+    """Verdicts of an Engine's distinct candidate schedules (name -> steps) on `count` fresh noises,
+    noise v with the conditioning of search noise v % B; the kept one first."""
+    names, paths = [], []
+    for name, path in found.items():
+        if path in paths:
+            names[paths.index(path)] += f" = {name}"
+        else:
+            names.append(name)
+            paths.append(path)
+    before = engine.spent
+    z = fresh_noises((engine.D,), count, seed, engine.z.dtype, engine.device)
+    samples = torch.arange(count, device=engine.device) % engine.B
+    float32 = engine.opts.float32
+    with engine.progress_bar(engine.N + engine.K, f"validation ({count} fresh noises, {len(paths)} schedules)") as bar:
+        teacher = teacher_rollout(engine.velocities, z, samples, engine.s, float32, bar)
+        x = sample_paths(engine.velocities, z, samples, engine.s, paths, engine.solver, float32, bar)
+    engine.stats.validation_rows = engine.spent - before
+    return judge(names, paths, x, teacher, ("uniform", "time-shifted (3)", "Euler search"), seed)

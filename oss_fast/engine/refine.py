@@ -1,5 +1,6 @@
-"""Coarse-to-fine search (DESIGN §3.6): where the levels may go, and the model evaluations a pass
-can take from the one before.
+"""Coarse-to-fine search (DESIGN §3.6): the passes of the level DP that a refined search runs
+(`refined`), where their levels may go, and the model evaluations a pass can take from the one
+before.
 
 A pass of the level DP is restricted by `Restriction`: the grid indices the noise may enter at
 (level 0's candidates) and, per level, the grid indices a jump may land on. The coarse pass allows
@@ -9,9 +10,14 @@ the previous pass's path was after that many jumps.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .levels import LevelSearch
 
 
 @dataclass
@@ -92,3 +98,54 @@ class VelocityCache:
     def store(self, keys: list, v: torch.Tensor) -> None:
         for r, k in enumerate(keys):
             self.rows.setdefault(k, v[r])
+
+
+def refined(search: LevelSearch, T: torch.Tensor, start: list | None = None, cache: VelocityCache | None = None,
+            limit: int | None = None):
+    """(paths, costs) of modes compat/exact by refinement: a pass of the level search on every
+    stride-th grid index -- or, given a `start` path (K grid indices), none: the bands begin
+    around it -- then passes restricted to a band around the last pass's paths until they stop
+    changing (at most refine_rounds), states met before taken from the cache (which searches of
+    one solver may share). Band passes stop where they would take the model rows spent so far,
+    teacher and other searches included, past `limit` (default half the published search's
+    N (K + 1) per sample); the last completed pass stands (the start path if none completed)."""
+    engine = search.engine
+    N, K, G, opts, stats = engine.N, engine.K, search.groups, engine.opts, engine.stats
+    stride = default_stride(N, K, opts.stride)
+    if stride == 1 and start is None:  # too few grid indices to coarsen: the full search
+        return search.run(T, search.initial_state())
+    width = opts.band if opts.band is not None else stride
+    stats.refine_stride, stats.refine_band = stride, width
+    if limit is None:
+        limit = N * (K + 1) * engine.B // 2
+    cache = VelocityCache() if cache is None else cache
+    result = None  # the last completed pass's (paths, costs)
+    if start is None:
+        restriction = coarse(G, K, N, stride, engine.device)
+        desc = f"coarse pass (every {stride}th index)"
+    else:
+        result = (torch.tensor([start] * G, dtype=torch.int64, device=engine.device),
+                  torch.full((G,), math.inf, dtype=torch.float64, device=engine.device))
+        restriction = band(result[0], N, width)
+        desc = f"band pass 1 (±{width} indices)"
+        cache.allowance = max(0, limit - engine.spent)
+    hits = cache.hits
+    for round_ in range(opts.refine_rounds + 1):
+        before = engine.spent
+        try:
+            found = search.run(T, search.initial_state(restriction), restriction, cache, desc)
+        except RowBudgetSpent:
+            stats.refine_stopped_by_budget = True
+            break
+        finally:
+            stats.rows_per_pass.append(engine.spent - before)
+        stable = result is not None and torch.equal(found[0], result[0])
+        result = found
+        if stable:
+            break
+        restriction = band(result[0], N, width)
+        desc = f"band pass {round_ + 1 + (start is not None)} (±{width} indices)"
+        if cache.allowance is None:  # the band passes share what the teacher and the coarse pass left
+            cache.allowance = max(0, limit - engine.spent)
+    stats.velocity_cache_hits += cache.hits - hits
+    return result
