@@ -142,8 +142,8 @@ class Engine:
                 v = self.runner(x.reshape((-1,) + self.shape), grid, samples).reshape(b, self.D)
                 self._check_finite(v, grid, samples, "in the teacher rollout")
                 if keep_velocities:
-                    if V is None:
-                        V = torch.empty((self.J, b, self.D), dtype=v.dtype, device=self.device)
+                    if V is None:  # zeros: no step leaves grid index 0, and a checkpoint checks V is finite
+                        V = torch.zeros((self.J, b, self.D), dtype=v.dtype, device=self.device)
                     V[i] = v
                 x = euler_rows(x, v, (self.s[i - 1] - self.s[i]).expand(b), self.opts.float32)
                 self._check_states(x, grid - 1, samples, "the teacher's state")
