@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from oss_fast import reference as ref
-from oss_fast.ops import (combo_costs, combo_costs_torch, euler_costs, euler_costs_torch, euler_rows, step_rows,
-                          step_rows_torch)
-from oss_fast.ops.euler_cost import pick_backend
+from oss_fast.ops import (combo_costs, combo_costs_torch, euler_costs, euler_costs_torch, euler_rows, pick_backend,
+                          step_rows, step_rows_torch)
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -24,7 +24,7 @@ from .. import dp
 from ..grid import shifted_steps, uniform_steps
 from ..progress import progress
 from ..ops import combo_costs, euler_costs, euler_rows, step_rows
-from ..ops.euler_cost import pick_backend
+from ..ops import pick_backend
 from ..solvers import get_solver
 from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm
