@@ -124,6 +124,15 @@ def test_forced_backend_that_cannot_run_fails_loudly(monkeypatch):
     assert_same_costs(euler_costs(*args), euler_costs_torch(*args), 0)
 
 
+def test_requested_backend_that_cannot_run_fails_loudly():
+    x, v, targets, row_sample, row_grid, s = problem(dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="backend csrc cannot run the cost op here: csrc needs float32"):
+        euler_costs(x, v, targets, row_sample, row_grid, s, backend="csrc")
+    x, v, hist, coef, targets, row_sample, row_grid = combo_problem(dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="unknown backend 'cuda'"):
+        combo_costs(x, v, hist, coef, targets, row_sample, row_grid, backend="cuda")
+
+
 def test_bad_inputs():
     x, v, targets, row_sample, row_grid, s = problem()
     with pytest.raises(ValueError, match="x and v"):
