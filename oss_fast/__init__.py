@@ -41,9 +41,9 @@ def build_info() -> dict:
     Keys: version, built_with_cuda (the CUDA twin is compiled in), cuda_available (it can run
     here: built with CUDA and a GPU is visible), cuda_device_count, openmp, torch, triton.
     """
-    from . import _C
+    from .native import build_info as compiled_build_info
 
-    info = dict(_C.build_info())
+    info = compiled_build_info()
     info["cuda_available"] = bool(info["built_with_cuda"] and info["cuda_device_count"] > 0)
     import torch
 

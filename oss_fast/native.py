@@ -1,6 +1,7 @@
-"""The one place where tensors are handed to compiled code (csrc's `_C`): as DLPack capsules of
-contiguous tensors, whose dtype, device, layout and element count the compiled entry points check
-against the sizes they are given (never as bare addresses), with the CUDA stream they run on."""
+"""The one place that imports the compiled module (csrc's `_C`) and hands tensors to it: as DLPack
+capsules of contiguous tensors, whose dtype, device, layout and element count the compiled entry
+points check against the sizes they are given (never as bare addresses), with the CUDA stream they
+run on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import torch
 from torch.utils.dlpack import to_dlpack
 
 from . import _C
+
+cpu = _C.cpu  # the compiled CPU functions: the twins of the CUDA ones, and the ops' csrc backend
+
+
+def build_info() -> dict:
+    """How the compiled module was built (version, CUDA twin, OpenMP, visible devices)."""
+    return dict(_C.build_info())
 
 
 def buffer(t: torch.Tensor):
@@ -20,7 +28,7 @@ def buffer(t: torch.Tensor):
 def backend(device: torch.device):
     """The csrc module for a device, and the trailing stream argument its functions take."""
     if device.type == "cpu":
-        return _C.cpu, ()
+        return cpu, ()
     if device.type != "cuda":
         raise ValueError(f"tensors on {device} are not supported (cpu or cuda)")
     if not hasattr(_C, "cuda"):

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from oss_fast import reference as ref
-from oss_fast.ops import (combo_costs, combo_costs_torch, euler_costs, euler_costs_torch, euler_rows, step_rows,
-                          step_rows_torch)
-from oss_fast.ops.euler_cost import pick_backend
+from oss_fast.ops import (combo_costs, combo_costs_torch, euler_costs, euler_costs_torch, euler_rows, pick_backend,
+                          step_rows, step_rows_torch)
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -123,6 +122,15 @@ def test_forced_backend_that_cannot_run_fails_loudly(monkeypatch):
         euler_costs(*args)
     monkeypatch.setenv("OSS_FAST_BACKEND", "torch")
     assert_same_costs(euler_costs(*args), euler_costs_torch(*args), 0)
+
+
+def test_requested_backend_that_cannot_run_fails_loudly():
+    x, v, targets, row_sample, row_grid, s = problem(dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="backend csrc cannot run the cost op here: csrc needs float32"):
+        euler_costs(x, v, targets, row_sample, row_grid, s, backend="csrc")
+    x, v, hist, coef, targets, row_sample, row_grid = combo_problem(dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="unknown backend 'cuda'"):
+        combo_costs(x, v, hist, coef, targets, row_sample, row_grid, backend="cuda")
 
 
 def test_bad_inputs():

@@ -15,8 +15,7 @@ import time
 import torch
 
 from ..progress import progress
-from ..ops import combo_costs, euler_costs, euler_rows
-from ..ops.euler_cost import pick_backend
+from ..ops import combo_costs, euler_costs, euler_rows, pick_backend
 from ..solvers import get_solver
 from .checkpoint import Checkpoint, validate_state
 from .distributed import Comm

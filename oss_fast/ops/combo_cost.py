@@ -8,17 +8,17 @@ with the combination in float64 in exactly that order, rounded to the latent's d
 state will hold; half types through float32), the difference in float32 and the sum in float64. Targets j >= grid[r] get +inf.
 Nothing of size R x J x D is built.
 
-Backends as for the Euler op (euler_cost.py): `torch` (the reference below), `csrc` (CPU, float32
-latents), `triton` (CUDA, or CPU under TRITON_INTERPRET=1); OSS_FAST_BACKEND forces one.
+Backends as for the Euler op, chosen in backend.py: `torch` (the reference below), `csrc` (CPU,
+float32 latents), `triton` (combo_cost_triton.py); OSS_FAST_BACKEND forces one.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .. import _C
-from ..native import buffer
-from .euler_cost import check_rows, pick_backend, unsupported
+from ..native import buffer, cpu
+from .backend import cost_backend
+from .euler_cost import check_rows
 
 
 def combine(coef: torch.Tensor, vectors: list[torch.Tensor]) -> torch.Tensor:
@@ -72,19 +72,16 @@ def combo_costs(x, v, hist, coef, targets, row_sample, row_grid, *, norm=2, back
     _check(x, v, hist, coef, targets, row_sample, row_grid)
     x, v, hist, coef, targets, row_sample, row_grid = (
         t.contiguous() for t in (x, v, hist, coef, targets, row_sample, row_grid))
-    if backend is None:
-        backend = pick_backend(x, v, targets, norm)
-    elif unsupported(backend, x, v, targets, norm):
-        raise RuntimeError(f"backend {backend} cannot run the cost op here: {unsupported(backend, x, v, targets, norm)}")
+    backend = cost_backend(backend, x, v, targets, norm)
     R, D = x.shape
     J, B, _ = targets.shape
     if R == 0:
         return torch.empty((0, J), dtype=torch.float64, device=x.device)
     if backend == "csrc":
         out = torch.empty((R, J), dtype=torch.float64)
-        _C.cpu.combo_costs_f32(buffer(x), buffer(v), buffer(hist), buffer(coef), buffer(targets), buffer(row_sample),
-                               buffer(row_grid), R, D, J, B, hist.shape[1], int(norm),
-                               None if bound is None else buffer(bound.contiguous()), buffer(out))
+        cpu.combo_costs_f32(buffer(x), buffer(v), buffer(hist), buffer(coef), buffer(targets), buffer(row_sample),
+                            buffer(row_grid), R, D, J, B, hist.shape[1], int(norm),
+                            None if bound is None else buffer(bound.contiguous()), buffer(out))
         return out
     if backend == "triton":
         from .combo_cost_triton import combo_costs_triton

@@ -7,24 +7,17 @@ for the targets given (the first J grid indices; a search's last level needs onl
 reference's rounding (Euler update in the latent's dtype, or in float32 with float32=True;
 difference in float32; sum in float64). Targets j >= i[r] get +inf. Never builds an N x N x D tensor.
 
-Backends: `torch` (the pure-torch reference below, any dtype, any p), `csrc` (CPU, float32,
-p in {1, 2}; OpenMP), `triton` (CUDA, or CPU under TRITON_INTERPRET=1; float32/bf16/fp16,
-p in {1, 2}). The first that supports the inputs runs; OSS_FAST_BACKEND forces one and raises if it
-cannot run.
+Backends (chosen in backend.py): `torch` (the pure-torch reference below), `csrc` (the compiled
+CPU code) and `triton` (euler_cost_triton.py).
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from .. import _C
-from ..native import buffer
+from ..native import buffer, cpu
+from .backend import cost_backend
 from .euler import euler_rows
-
-BACKENDS = ("triton", "csrc", "torch")
-TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def euler_costs_torch(x, v, targets, row_sample, row_grid, s, norm=2, float32=True):
@@ -48,57 +41,9 @@ def _euler_costs_csrc(x, v, targets, row_sample, row_grid, s, norm=2, float32=Tr
     R, D = x.shape
     J, B, _ = targets.shape
     out = torch.empty((R, J), dtype=torch.float64)
-    _C.cpu.euler_costs_f32(buffer(x), buffer(v), buffer(targets), buffer(row_sample), buffer(row_grid), buffer(s),
-                           R, D, J, s.numel(), B, int(norm), None if bound is None else buffer(bound), buffer(out))
+    cpu.euler_costs_f32(buffer(x), buffer(v), buffer(targets), buffer(row_sample), buffer(row_grid), buffer(s),
+                        R, D, J, s.numel(), B, int(norm), None if bound is None else buffer(bound), buffer(out))
     return out
-
-
-def _triton_usable() -> str | None:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return "triton is not installed"
-    return None
-
-
-def unsupported(backend: str, x, v, targets, norm) -> str | None:
-    """Why a backend cannot run these inputs, or None if it can."""
-    if backend == "torch":
-        return None
-    if norm not in (1, 2):
-        return f"norm {norm} (only 1 and 2)"
-    if backend == "csrc":
-        if x.device.type != "cpu":
-            return "csrc runs on CPU tensors"
-        if not (x.dtype == v.dtype == targets.dtype == torch.float32):
-            return "csrc needs float32 latents and velocities"
-        return None
-    if backend == "triton":
-        reason = _triton_usable()
-        if reason:
-            return reason
-        if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-            return "triton needs CUDA tensors (or TRITON_INTERPRET=1)"
-        if x.dtype not in TRITON_DTYPES or v.dtype not in TRITON_DTYPES or targets.dtype != x.dtype:
-            return "triton needs float32/bfloat16/float16 latents with targets of the same dtype"
-        return None
-    return f"unknown backend {backend!r} (choose from {BACKENDS})"
-
-
-def pick_backend(x, v, targets, norm) -> str:
-    forced = os.environ.get("OSS_FAST_BACKEND")
-    if forced:
-        reason = unsupported(forced, x, v, targets, norm)
-        if reason:
-            raise RuntimeError(f"OSS_FAST_BACKEND={forced} cannot run the cost op here: {reason}")
-        return forced
-    for name in BACKENDS:
-        # the interpreter runs CPU tensors only when asked for: it is slow and miscomputes bfloat16
-        if name == "triton" and x.device.type != "cuda":
-            continue
-        if unsupported(name, x, v, targets, norm) is None:
-            return name
-    return "torch"
 
 
 def check_rows(x, v, targets, row_sample, row_grid, grid_len: int | None = None, others: dict | None = None):
@@ -151,10 +96,7 @@ def euler_costs(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True,
     # compiled backends read raw memory: every input contiguous (a strided grid read as if dense
     # would be another grid)
     x, v, targets, row_sample, row_grid, s = (t.contiguous() for t in (x, v, targets, row_sample, row_grid, s))
-    if backend is None:
-        backend = pick_backend(x, v, targets, norm)
-    elif unsupported(backend, x, v, targets, norm):
-        raise RuntimeError(f"backend {backend} cannot run the cost op here: {unsupported(backend, x, v, targets, norm)}")
+    backend = cost_backend(backend, x, v, targets, norm)
     if x.shape[0] == 0:
         return torch.empty((0, targets.shape[0]), dtype=torch.float64, device=x.device)
     if backend == "csrc":

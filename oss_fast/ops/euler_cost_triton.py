@@ -7,7 +7,8 @@ registers, reducing over the latent once at the end. Slices of the latent go to 
 (grid axis 2) so that even a handful of rows fills the GPU; their partial sums are added in a fixed
 order afterwards, so results are deterministic. Inputs are loaded in their storage dtype and
 computed in float32, the Euler update rounded back to the latent's dtype where the reference
-rounds; FMA contraction is disabled so that `x + v * ds` rounds twice, as torch does.
+rounds; FMA contraction is disabled so that `x + v * ds` rounds twice, as torch does. The walk over
+the latent (latent_cost_sums) is shared with the multistep kernel, which has its own jump.
 """
 
 from __future__ import annotations
@@ -36,6 +37,53 @@ def tile_rows_and_targets(tile_rows_ptr, tile_sample_ptr, grid_ptr, J, BR: tl.co
     return rows, valid_r, b, gi, j, j < J, jb * BJ < tl.minimum(tl.max(gi, axis=0), J)
 
 
+@triton.jit
+def latent_cost_sums(jump, op_args, x_ptr, v_ptr, t_ptr, rows, valid_r, b, j, valid_j, reachable, D, B, d_begin, d_end,
+                     NORM: tl.constexpr, ROUND: tl.constexpr, OPTION: tl.constexpr,
+                     BR: tl.constexpr, BJ: tl.constexpr, BD: tl.constexpr):
+    """The loop both cost kernels share: per (row, target) pair of the tile, the float64 sum over the
+    latent slice [d_begin, d_end) of |xj - target|^p, where the op's jump(x, v, rows, d, row_mask, D,
+    op_args, ROUND, OPTION) takes the rows' states and velocities at elements d (loaded in their
+    storage dtype) to the jumped states xj [BR, BJ, BD] in float32. op_args holds the op's tensors
+    (one, or a tuple), OPTION its own compile-time setting (a constexpr in a tuple would not stay one).
+    Accumulated elementwise, reduced over the latent once."""
+    acc = tl.zeros((BR, BJ, BD), dtype=tl.float64)
+    if reachable:
+        for d0 in range(d_begin, d_end, BD):
+            d = d0 + tl.arange(0, BD)
+            dm = d < d_end
+            rm = valid_r[:, None] & dm[None, :]
+            x = tl.load(x_ptr + rows[:, None] * D + d[None, :], mask=rm, other=0.0)
+            v = tl.load(v_ptr + rows[:, None] * D + d[None, :], mask=rm, other=0.0)
+            t = tl.load(t_ptr + (j[:, None] * B + b) * D + d[None, :],
+                        mask=valid_j[:, None] & dm[None, :], other=0.0).to(tl.float32)
+            xj = jump(x, v, rows, d, rm, D, op_args, ROUND, OPTION)
+            e = (xj - t[None, :, :]).to(tl.float64)
+            if NORM == 2:
+                acc += e * e
+            else:
+                acc += tl.abs(e)
+    return tl.sum(acc, axis=2)
+
+
+@triton.jit
+def euler_jump(x, v, rows, d, rm, D, ds, ROUND: tl.constexpr, FLOAT32: tl.constexpr):
+    """x + v * ds (ds [BR, BJ, 1] float32), rounded as the reference rounds."""
+    xdt = x.dtype
+    xr = x.to(tl.float32)
+    if FLOAT32:
+        vr = v.to(tl.float32)
+    else:
+        vr = v.to(xdt).to(tl.float32)
+    prod = vr[:, None, :] * ds                                              # [BR, BJ, BD]
+    if ROUND and not FLOAT32:
+        prod = prod.to(xdt).to(tl.float32)
+    xj = xr[:, None, :] + prod
+    if ROUND:
+        xj = xj.to(xdt).to(tl.float32)
+    return xj
+
+
 # Sizes that change from level to level are not specialised on, so a search compiles the kernel once.
 @triton.jit(do_not_specialize=["R", "J", "slice_len"])
 def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid_ptr, s_ptr, part_ptr,
@@ -43,40 +91,14 @@ def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid
                        NORM: tl.constexpr, FLOAT32: tl.constexpr, ROUND: tl.constexpr,
                        BR: tl.constexpr, BJ: tl.constexpr, BD: tl.constexpr):
     part = tl.program_id(2)
-    xdt = x_ptr.dtype.element_ty
     rows, valid_r, b, gi, j, valid_j, reachable = tile_rows_and_targets(tile_rows_ptr, tile_sample_ptr, grid_ptr, J,
                                                                         BR, BJ)
     s_i = tl.load(s_ptr + gi)  # grid indices may exceed J: s holds the whole grid
     s_j = tl.load(s_ptr + j, mask=valid_j, other=0.0)
     ds = (s_j[None, :] - s_i[:, None]).to(tl.float32)[:, :, None]          # [BR, BJ, 1]
-    acc = tl.zeros((BR, BJ, BD), dtype=tl.float64)
     d_begin = part * slice_len
-    d_end = tl.minimum(d_begin + slice_len, D)
-    if reachable:
-        for d0 in range(d_begin, d_end, BD):
-            d = d0 + tl.arange(0, BD)
-            dm = d < d_end
-            rm = valid_r[:, None] & dm[None, :]
-            xr = tl.load(x_ptr + rows[:, None] * D + d[None, :], mask=rm, other=0.0).to(tl.float32)
-            vr = tl.load(v_ptr + rows[:, None] * D + d[None, :], mask=rm, other=0.0)
-            if FLOAT32:
-                vr = vr.to(tl.float32)
-            else:
-                vr = vr.to(xdt).to(tl.float32)
-            t = tl.load(t_ptr + (j[:, None] * B + b) * D + d[None, :],
-                        mask=valid_j[:, None] & dm[None, :], other=0.0).to(tl.float32)
-            prod = vr[:, None, :] * ds                                      # [BR, BJ, BD]
-            if ROUND and not FLOAT32:
-                prod = prod.to(xdt).to(tl.float32)
-            xj = xr[:, None, :] + prod
-            if ROUND:
-                xj = xj.to(xdt).to(tl.float32)
-            e = (xj - t[None, :, :]).to(tl.float64)
-            if NORM == 2:
-                acc += e * e
-            else:
-                acc += tl.abs(e)
-    total = tl.sum(acc, axis=2)
+    total = latent_cost_sums(euler_jump, ds, x_ptr, v_ptr, t_ptr, rows, valid_r, b, j, valid_j, reachable, D, B,
+                             d_begin, tl.minimum(d_begin + slice_len, D), NORM, ROUND, FLOAT32, BR, BJ, BD)
     tl.store(part_ptr + (part * R + rows[:, None]) * J + j[None, :], total,
              mask=valid_r[:, None] & valid_j[None, :])
 

@@ -7,18 +7,16 @@ with the products and sums in the order and roundings of the cost op's combinati
 so the state a search keeps, and the one `sample` reaches, is the one the cost was taken of. The
 search steps only its winners, straight from the level's rows (src) into the states they win (dst).
 
-Backends: `csrc` (CPU, float32 rows and velocities) and the pure-torch reference `step_rows_torch`
-(everything else, and OSS_FAST_BACKEND=torch).
+Backends (chosen in backend.py): `csrc` (CPU, float32 rows and velocities) and the pure-torch
+reference `step_rows_torch` (everything else, and OSS_FAST_BACKEND=torch).
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from .. import _C
-from ..native import buffer
+from ..native import buffer, cpu
+from .backend import step_rows_backend
 from .combo_cost import combine, round_to
 
 
@@ -53,9 +51,7 @@ def step_rows(M: torch.Tensor, x: torch.Tensor, v: torch.Tensor, hist: torch.Ten
                          f"{tuple(out_x.shape)} {out_x.dtype}, {tuple(out_h.shape)}, {len(dst)}")
     index = torch.arange(W, device=x.device)
     src = index if src is None else src
-    fits = (x.device.type == "cpu" and x.dtype == v.dtype == torch.float32 and 0 < H <= 3
-            and (not into or (out_x.is_contiguous() and out_h.is_contiguous())))
-    if not fits or os.environ.get("OSS_FAST_BACKEND") == "torch":
+    if step_rows_backend(x, v, hist, (out_x, out_h) if into else ()) == "torch":
         x_t, h_t = step_rows_torch(M, x[src], v[src], hist[src])
         if not into:
             return x_t, h_t
@@ -64,6 +60,6 @@ def step_rows(M: torch.Tensor, x: torch.Tensor, v: torch.Tensor, hist: torch.Ten
     x, v, hist, M = (t.contiguous() for t in (x, v, hist, M))
     if not into:
         out_x, out_h, dst = torch.empty((W, D), dtype=x.dtype), torch.empty((W, H, D), dtype=torch.float64), index
-    _C.cpu.step_rows_f32(buffer(x), buffer(v), buffer(hist), buffer(src.contiguous()), buffer(M),
-                         buffer(dst.contiguous()), W, R, out_x.shape[0], D, H, buffer(out_x), buffer(out_h))
+    cpu.step_rows_f32(buffer(x), buffer(v), buffer(hist), buffer(src.contiguous()), buffer(M),
+                      buffer(dst.contiguous()), W, R, out_x.shape[0], D, H, buffer(out_x), buffer(out_h))
     return out_x, out_h
