@@ -19,7 +19,7 @@ import torch
 import oss_fast
 from oss_fast.ops import combine, combo_costs, round_to
 from oss_fast.report import teacher_samples
-from oss_fast.solvers import get_solver
+from oss_fast.solvers import SOLVERS, get_solver
 from oss_fast.zoo import load_model, noises
 
 
@@ -74,7 +74,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="digits")
     parser.add_argument("--shift", type=float, default=1.0)
-    parser.add_argument("--solvers", nargs="+", default=["dpmpp_2m", "unipc"])
+    parser.add_argument("--solvers", nargs="+", default=["dpmpp_2m", "unipc"],
+                        choices=[name for name, solver in SOLVERS.items() if solver.history])
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10])
     args = parser.parse_args()

@@ -14,7 +14,7 @@ from .engine.options import check_options, check_solver_reaches, model_grid
 from .engine.search import Engine
 from .engine.stats import SearchStats
 from .engine.velocity import check_noise, check_velocity, first_non_finite
-from .grid import describe_grid, index_list
+from .grid import index_list
 from .schedule import Schedule
 from .solvers import Trajectory, get_solver
 
@@ -92,9 +92,9 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
         `name` or class, so give a custom model a fingerprint (engine/checkpoint.py).
     process_group: with torch.distributed initialised (e.g. under torchrun), the model calls are
         shared by the ranks of this group (default: the world); every rank returns the same result.
-    solver: the sampler the schedule is for: "euler" (the published search), or a multistep solver
-        "ab2" (k-diffusion/ComfyUI lms at order 2), "dpmpp_2m" or "unipc" (as diffusers runs them on
-        flow sigmas). A state carries the solver history of the predecessor that reached it, so the
+    solver: the sampler the schedule is for, a name of the registry oss_fast.solvers.SOLVERS: "euler"
+        (the published search), or a multistep solver "ab2" (k-diffusion/ComfyUI lms at order 2),
+        "dpmpp_2m" or "unipc" (as diffusers runs them on flow sigmas). A state carries the solver history of the predecessor that reached it, so the
         model calls are those of the Euler search.
     validate: the guard of the multistep default (on by default for multistep solvers with
         refinement; False turns it off, an int sets its number of fresh noises): the Euler search's
@@ -146,49 +146,11 @@ def _execute(model, z, cond, opts, model_kwargs, per_sample_kwargs=None, checkpo
 def schedule_steps(schedule: Schedule, grid: torch.Tensor) -> list[int]:
     """The grid indices of a Schedule, checked against the model's grid (float64 [N + 1]): the
     schedule's own grid must be it; a schedule that records indices but no grid must have its sigmas
-    at those indices of the model's grid."""
-    if schedule.indices is None:
-        raise ValueError("this schedule has no grid indices (interpolated?): use schedule.snap(model.fm_steps), "
-                         "or export it to diffusers")
-    N = grid.numel() - 1
-    if schedule.grid is not None:
-        if len(schedule.grid) != grid.numel() or not torch.allclose(
-                torch.tensor(schedule.grid, dtype=torch.float64), grid, rtol=0, atol=1e-9):
-            raise ValueError(_other_grid(schedule, grid, f"the schedule was made on a grid of "
-                                                         f"{_grid_words(describe_grid(schedule.grid))}"))
-        return schedule.indices
-    top_down = list(reversed(schedule.indices))
-    if top_down[0] > N:
-        raise ValueError(_other_grid(schedule, grid, f"the schedule's grid indices {schedule.indices} reach beyond "
-                                                     f"the model's {N}-step grid"))
-    sigmas = torch.tensor(schedule.sigmas[:-1], dtype=torch.float64)
-    at = grid[top_down]
-    if not bool(((at - sigmas).abs() <= 1e-6 * sigmas.clamp(min=1.0)).all()):
-        raise ValueError(_other_grid(schedule, grid, f"the schedule's sigmas {_rounded(sigmas)} are not the model "
-                                                     f"grid's at its indices {schedule.indices} ({_rounded(at)})"))
+    at those indices of the model's grid (Schedule.misfit says which fails, and how to carry it over)."""
+    problem = schedule.misfit(grid)
+    if problem is not None:
+        raise ValueError(problem)
     return schedule.indices
-
-
-def _grid_words(description: dict) -> str:
-    kind = description["kind"]
-    shape = f"shifted by {description['shift']:g}" if kind == "shifted" else kind
-    return f"{description['teacher_steps']} steps, {shape}"
-
-
-def _rounded(values: torch.Tensor) -> str:
-    return "[" + ", ".join(f"{v:.4g}" for v in values.tolist()[:8]) + (", ...]" if values.numel() > 8 else "]")
-
-
-def _other_grid(schedule: Schedule, grid: torch.Tensor, what: str) -> str:
-    """One line: what disagrees, the model's grid, and how to carry the schedule onto it."""
-    model = describe_grid(grid)
-    N = model["teacher_steps"]
-    hint = "schedule.snap(model.fm_steps) (the nearest grid points)"
-    if schedule.parameterization == "flow" and schedule.dynamic_shift is None and model["kind"] != "custom":
-        a = model.get("shift", 1.0)
-        hint = (f"schedule.for_shift({a:g}, teacher_steps={N}) (`oss-fast export --shift {a:g}`: its flow times "
-                f"onto the model's grid) or {hint}")
-    return f"{what}; the model's grid has {_grid_words(model)}: carry the schedule over with {hint}"
 
 
 def _checked_steps(steps, N: int, repeats: bool) -> list[int]:
@@ -212,7 +174,7 @@ def sample(model, z: torch.Tensor, steps, cond=None, *, solver: str | None = Non
 
     steps: distinct grid indices in [1, N], ascending (as a search returns them; each an integer:
         Python or numpy ints, not floats or strings), or a Schedule made on the model's grid.
-    solver: "euler", "ab2", "dpmpp_2m" or "unipc" (default: the Schedule's solver, else Euler).
+    solver: a name of oss_fast.solvers.SOLVERS (default: the Schedule's solver, else "euler").
     With max_amp/min_amp (sequences indexed by grid index - 1), each sample's 5% and 95% quantiles
     are mapped affinely onto min_amp[i-1], max_amp[i-1] before the call at grid index i.
     The inputs are checked as the search checks them (engine/velocity.py): z a finite real floating

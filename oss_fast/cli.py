@@ -39,7 +39,6 @@ from .files import folder_lock, write_atomic
 from .progress import progress
 from .quality import quality_table, transfer_table
 from .report import compare, image_grid, plots_missing, steps_on
-from .api import schedule_steps
 from .solvers import SOLVERS
 from .engine.checkpoint import check_checkpoint_path
 from .engine.memory import search_bytes
@@ -596,13 +595,11 @@ def check_fits(name: str, schedule: Schedule, model) -> None:
                          f"use --teacher-steps {len(schedule.grid) - 1}")
     # metadata is free-form provenance: what it records is used only where it has the expected type
     grid = recorded(schedule.metadata, "grid", dict) or {}
-    try:
-        schedule_steps(schedule, torch.as_tensor(model.fm_steps, dtype=torch.float64).cpu())
-    except ValueError:
+    if schedule.indices_on(model.fm_steps) is None:
         shift = recorded(grid, "shift", float)
         hint = f"; use --shift {shift:g}" if recorded(grid, "kind", str) == "shifted" and shift else ""
         raise ValueError(f"schedule {name} was made on another grid than --model's "
-                         f"({recorded(grid, 'kind', str) or 'custom'} grid){hint}") from None
+                         f"({recorded(grid, 'kind', str) or 'custom'} grid){hint}")
     made_for, given = recorded(schedule.metadata, "model", str), getattr(model, "name", None)
     if made_for and isinstance(given, str) and made_for.split("(")[0] != given.split("(")[0]:
         raise ValueError(f"schedule {name} was searched for model {made_for.split('(')[0]}, not {given.split('(')[0]}")

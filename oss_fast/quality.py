@@ -22,6 +22,7 @@ from .grid import shifted_steps, uniform_steps
 from .progress import progress
 from .report import errors, markdown_table, teacher_samples
 from .schedule import Schedule
+from .solvers import SOLVERS
 from .zoo import BUNDLED, load_model, noises
 
 METHODS = [  # (label, search options); None: a fixed schedule. Full searches unless refined.
@@ -35,7 +36,7 @@ METHODS = [  # (label, search options); None: a fixed schedule. Full searches un
     ("compat, median (published)", dict(mode="compat", aggregate="median", refine=False)),
     ("compat, median, refined (the default)", dict()),
 ]
-MULTISTEP = ("ab2", "dpmpp_2m", "unipc")
+MULTISTEP = tuple(name for name, solver in SOLVERS.items() if solver.history)  # every solver but Euler
 STANDARDS = ("uniform", "shifted(3)", "Euler search's schedule")  # what the default must not fall below
 SOLVER_METHODS = [  # (label, what the schedule is): fixed schedules, Euler searches' schedules, or a search
     ("uniform", "uniform"),

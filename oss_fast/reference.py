@@ -26,7 +26,7 @@ import torch
 MODES = ("compat", "exact", "teacher")
 AGGREGATES = ("per_sample", "median", "joint", "joint_rms")
 JOINT = ("joint", "joint_rms")
-SOLVERS = ("euler", "ab2", "dpmpp_2m", "unipc")
+SOLVERS = ("euler", "ab2", "dpmpp_2m", "unipc")  # the registry's names (oss_fast.solvers; a test keeps them equal)
 
 
 # ----------------------------------------------------------------------------- building blocks

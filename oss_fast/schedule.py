@@ -2,28 +2,16 @@
 
 A schedule is K steps: grid indices of the model's grid (ascending; the last is where sampling
 starts) and their flow times, the sigmas (descending, ending at 0). It saves to JSON with what
-produced it, interpolates to other step counts, keeps its last steps for img2img (for_denoise), and
-exports to diffusers; `oss_fast.sample(model, z, schedule)` samples along it. It is a plain value:
-this module imports only the grid math.
-
-* schedulers with flow sigmas (FlowMatchEulerDiscreteScheduler: FLUX, SD3; UniPCMultistepScheduler
-  with use_flow_sigmas: Wan) get the sigmas *before* the scheduler re-applies its shift, so that
-  the scheduler ends at exactly the schedule's sigmas;
-* DDPM-family models (DiT, parameterization "ddpm") map flow time s to the variance-exploding sigma
-  s / (1 - s) for EulerDiscreteScheduler (Euler in that sigma is the same sampler as Euler in s), or
-  to their network timesteps for schedulers taking `timesteps` (DDPM, DPM-Solver).
-
-`to_diffusers(pipe)` returns the call arguments for pipelines that take them (FluxPipeline's
-`sigmas`); `applied(pipe)` is a context manager for those that do not (WanPipeline, DiTPipeline):
-inside it, the pipeline's scheduler sets the schedule's steps whatever step count it is asked for.
+produced it, interpolates to other step counts, keeps its last steps for img2img (for_denoise),
+carries over to other grids and image sizes, and says whether it fits a model's grid (indices_on);
+`oss_fast.sample(model, z, schedule)` samples along it. It is a plain value: this module imports the
+grid math and the solver registry. Its diffusers methods (to_diffusers, applied, diffusers_export,
+...) hand it to integrations/diffusers.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import functools
-import inspect
 import json
 import math
 import numbers
@@ -33,16 +21,13 @@ import torch
 
 from ._version import __version__
 from .files import read_bounded, write_atomic
-from .grid import (MAX_STEPS, TINY, check_dynamic_shift_rule, describe_grid, grid_index, image_seq_len, index_list,
-                   mu_shift, positive_real, scheduler_mu, scheduler_shift, shifted_grid, size_mu, size_shift, snap_steps,
-                   time_shift, time_unshift, whole_number)
+from .grid import (MAX_STEPS, TINY, check_dynamic_shift_rule, describe_grid, grid_index, index_list, positive_real,
+                   shifted_grid, size_shift, snap_steps, time_shift, time_unshift, whole_number)
+from .solvers import SOLVERS
 
 FORMAT = "oss_fast.schedule/1"
 MAX_FILE_BYTES = 16 << 20  # a schedule is kilobytes (a 10,000-step grid about 250 KB): room to spare, not a device
 PARAMETERIZATIONS = ("flow", "ddpm")
-# the samplers a schedule can be for (oss_fast.solvers defines them; the names are kept here so that
-# a Schedule stays a plain value, and a test keeps the two lists equal)
-SOLVERS = ("euler", "ab2", "dpmpp_2m", "unipc")
 
 
 def _floats(values, name: str = "values") -> list[float]:
@@ -94,7 +79,7 @@ class Schedule:
     grid: the model's fm_steps (None if unknown). timesteps: the network's timestep at each of the
     K steps, descending (None if unknown). parameterization: "flow" or "ddpm" (how the sigmas map
     to a scheduler's). metadata: free-form provenance, saved with the schedule. solver: the sampler
-    it was searched for and is sampled with ("euler", "ab2", "dpmpp_2m", "unipc").
+    it was searched for and is sampled with (a name of oss_fast.solvers.SOLVERS).
     shift: the time shift of the grid it was searched on (1 = uniform; None if unknown).
     size: [height, width] in pixels it was searched at, for models whose pipeline shifts the sigmas
     by image size; dynamic_shift: that pipeline's rule (DYNAMIC_SHIFT_KEYS), so the schedule can
@@ -131,8 +116,8 @@ class Schedule:
             if len(timesteps) != K:
                 raise ValueError(f"{K} steps need {K} timesteps, got {len(timesteps)}")
             if timesteps[-1] < 0 or any(b >= a for a, b in zip(timesteps, timesteps[1:])):
-                raise ValueError(f"timesteps must be >= 0 and strictly decreasing (the network's timestep at each step, "
-                                 f"noise first), got {_short(timesteps)}")
+                raise ValueError(f"timesteps must be >= 0 and strictly decreasing (the network's timestep at each "
+                                 f"step, noise first), got {abbreviated(timesteps)}")
         if metadata is not None and not isinstance(metadata, dict):
             raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.sigmas = sigmas
@@ -140,8 +125,8 @@ class Schedule:
         self.grid = grid
         self.timesteps = timesteps
         self.parameterization = parameterization
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        if not isinstance(solver, str) or solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {tuple(SOLVERS)}, got {solver!r}")
         self.metadata = dict(metadata or {})
         self.solver = solver
         self.shift = None if shift is None else positive_real(shift)
@@ -220,7 +205,7 @@ class Schedule:
         if sigmas and sigmas[-1] != 0.0:
             sigmas.append(0.0)
         grid = None if grid is None else _floats(grid)
-        return cls(sigmas, _indices_on(grid, sigmas), grid, None, parameterization, metadata, solver)
+        return cls(sigmas, _indices_of(grid, sigmas), grid, None, parameterization, metadata, solver)
 
     # ------------------------------------------------------------------ use
     def __len__(self) -> int:
@@ -243,7 +228,7 @@ class Schedule:
         log_sigmas = np.log(np.array(self.sigmas[:-1]))
         new = np.exp(np.interp(np.linspace(0, 1, steps), np.linspace(0, 1, len(log_sigmas)), log_sigmas))
         sigmas = list(new) + [0.0]
-        return self.replace(sigmas=sigmas, indices=_indices_on(self.grid, sigmas), timesteps=None, metadata=meta)
+        return self.replace(sigmas=sigmas, indices=_indices_of(self.grid, sigmas), timesteps=None, metadata=meta)
 
     def for_denoise(self, strength) -> "Schedule":
         """The schedule an img2img run at `strength` (ComfyUI's denoise) samples: its last
@@ -269,6 +254,45 @@ class Schedule:
         return self.replace(sigmas=[grid[i] for i in reversed(indices)] + [0.0], indices=indices, grid=grid,
                             timesteps=None, shift=_grid_shift(describe_grid(grid)),
                             metadata=dict(self.metadata, snapped=True))
+
+    def indices_on(self, grid) -> list[int] | None:
+        """The schedule's grid indices when they are steps of `grid` (a model's fm_steps: flow times
+        [N + 1]) -- its own grid is that grid or, recording none, its sigmas are the grid's at those
+        indices -- else None (and for a schedule without indices). misfit says why not."""
+        return None if self.misfit(grid) else self.indices
+
+    def misfit(self, grid) -> str | None:
+        """None when the schedule fits `grid` (indices_on), else one line: what disagrees, the grid,
+        and how to carry the schedule onto it."""
+        if self.indices is None:
+            return ("this schedule has no grid indices (interpolated?): use schedule.snap(model.fm_steps), or export "
+                    "it to diffusers")
+        grid = np.array(_floats(grid, "grid"))
+        if self.grid is not None:
+            if len(self.grid) != len(grid) or not np.allclose(self.grid, grid, rtol=0, atol=1e-9):
+                made_on = _grid_words(describe_grid(self.grid))
+                return self._carry_over(grid, f"the schedule was made on a grid of {made_on}")
+            return None
+        top_down = self.indices[::-1]
+        if top_down[0] >= len(grid):
+            return self._carry_over(grid, f"the schedule's grid indices {self.indices} reach beyond the model's "
+                                          f"{len(grid) - 1}-step grid")
+        sigmas, at = np.array(self.sigmas[:-1]), grid[top_down]
+        if not (np.abs(at - sigmas) <= 1e-6 * np.maximum(sigmas, 1.0)).all():
+            return self._carry_over(grid, f"the schedule's sigmas {abbreviated(sigmas, 8)} are not the model grid's "
+                                          f"at its indices {self.indices} ({abbreviated(at, 8)})")
+        return None
+
+    def _carry_over(self, grid, what: str) -> str:
+        """One line: what disagrees, the model's grid, and how to carry the schedule onto it."""
+        model = describe_grid(grid)
+        N = model["teacher_steps"]
+        hint = "schedule.snap(model.fm_steps) (the nearest grid points)"
+        if self.parameterization == "flow" and self.dynamic_shift is None and model["kind"] != "custom":
+            a = model.get("shift", 1.0)
+            hint = (f"schedule.for_shift({a:g}, teacher_steps={N}) (`oss-fast export --shift {a:g}`: its flow times "
+                    f"onto the model's grid) or {hint}")
+        return f"{what}; the model's grid has {_grid_words(model)}: carry the schedule over with {hint}"
 
     # ------------------------------------------------------------------ transfer
     def for_shift(self, shift: float, teacher_steps: int | None = None) -> "Schedule":
@@ -382,240 +406,42 @@ class Schedule:
             raise ValueError(f"{path}: {err}") from None
 
     # ------------------------------------------------------------------ diffusers
+    # the hand-off lives in integrations/diffusers.py (one function per method, documented there); the
+    # methods stay for the users who call them on a schedule
     def scheduler_arguments(self, scheduler, mu: float | None = None) -> dict:
-        """What to pass to scheduler.set_timesteps so that it lands on this schedule (sigmas as a
-        float64 numpy array: some schedulers do arithmetic on it directly)."""
-        params = inspect.signature(scheduler.set_timesteps).parameters
-        config = scheduler.config
-        if self.parameterization == "flow":
-            flow = "sigmas" in params and (type(scheduler).__name__.startswith("FlowMatch")
-                                          or config.get("use_flow_sigmas", False))
-            if not flow:
-                raise ValueError(f"{type(scheduler).__name__} does not take flow sigmas; use a flow-matching "
-                                 "scheduler (FlowMatchEulerDiscreteScheduler, or UniPC with use_flow_sigmas)")
-            for option in ("shift_terminal", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
-                           "invert_sigmas"):
-                if config.get(option):
-                    raise ValueError(f"cannot land exactly on a schedule through {option}={config.get(option)}")
-            sigmas = np.array(self.sigmas[:-1])
-            if config.get("use_dynamic_shifting"):
-                if mu is None:
-                    raise ValueError("the scheduler shifts by image size: give mu, or height and width")
-                m = mu_shift(mu, config.get("time_shift_type", "exponential"))
-                return dict(sigmas=_exported(time_unshift(sigmas, m), f"the scheduler's dynamic shift {m:g} (mu {mu:g})"),
-                            mu=mu)
-            shift = positive_real(scheduler_shift(config), f"the scheduler's shift ({type(scheduler).__name__})")
-            return dict(sigmas=_exported(time_unshift(sigmas, shift), f"the scheduler's shift {shift:g}"))
-        # ddpm
-        if "sigmas" in params and hasattr(scheduler, "alphas_cumprod") and not config.get("use_flow_sigmas", False):
-            with np.errstate(divide="ignore"):
-                ve = np.array(self.sigmas) / (1 - np.array(self.sigmas))  # variance-exploding sigma, final 0 included
-            return dict(sigmas=_exported(ve, "the variance-exploding sigmas s / (1 - s)", upper=math.inf))
-        if "timesteps" in params:
-            if self.timesteps is None:
-                raise ValueError("this schedule has no network timesteps (build it from a wrapper that knows them)")
-            timesteps = [int(round(t)) for t in self.timesteps]
-            if any(b >= a for a, b in zip(timesteps, timesteps[1:])):
-                raise ValueError(f"the timesteps {_short(self.timesteps)} collide once rounded to the network's integers "
-                                 f"({_short(timesteps)}): two steps would share one timestep")
-            return dict(timesteps=timesteps)
-        raise ValueError(f"{type(scheduler).__name__} takes neither sigmas nor timesteps")
+        """What to pass to scheduler.set_timesteps so that it lands on this schedule."""
+        return _diffusers().scheduler_arguments(self, scheduler, mu)
 
     def to_diffusers(self, pipe_or_scheduler, *, mu: float | None = None, height: int | None = None,
                      width: int | None = None) -> dict:
-        """Call arguments that make a pipeline (or scheduler.set_timesteps) sample at exactly this
-        schedule's sigmas: `pipe(prompt, **schedule.to_diffusers(pipe))`. Where the pipeline shifts
-        sigmas by image size (FLUX-style dynamic shifting) the size belongs here, not in the pipeline
-        call: the arguments then hold height and width, the size the sigmas were made for (a schedule
-        that records its size -- searched through FluxWrapper.from_pipeline -- uses it and refuses
-        another: use for_resolution; otherwise give height and width, or mu for a bare scheduler).
-        Only Euler schedules go through call arguments; other solvers need `with schedule.applied(pipe)`,
-        which also puts the pipeline on a scheduler that runs the solver."""
-        scheduler = getattr(pipe_or_scheduler, "scheduler", pipe_or_scheduler)
-        is_pipe = scheduler is not pipe_or_scheduler
-        if is_pipe and self.solver != "euler":
-            raise ValueError(f"a {self.solver} schedule needs `with schedule.applied(pipe): pipe(...)`: it switches "
-                             f"the pipeline to {self._scheduler_spec()[0]} on the schedule's sigmas")
-        size_args = {}
-        if mu is None and scheduler.config.get("use_dynamic_shifting"):
-            if self.size is not None:
-                if (height or width) and [height, width] != self.size:
-                    raise ValueError(self._other_size(height, width))
-                height, width = self.size
-            if height and width:
-                factor = getattr(pipe_or_scheduler, "vae_scale_factor", 8)
-                mu = scheduler_mu(scheduler.config, image_seq_len(height, width, factor))
-                size_args = dict(height=height, width=width) if is_pipe else {}  # the size the sigmas are for
-        args = self.scheduler_arguments(scheduler, mu)
-        if not is_pipe:
-            return args
-        call = inspect.signature(pipe_or_scheduler.__call__).parameters
-        missing = [name for name in args if name not in call and name != "mu"]
-        if missing:
-            raise ValueError(f"{type(pipe_or_scheduler).__name__} takes no {missing[0]!r}: use "
-                             "`with schedule.applied(pipe): pipe(...)` instead")
-        if not self.runs_on(scheduler):
-            raise ValueError(f"{type(scheduler).__name__} does not run Euler on these sigmas: use "
-                             "`with schedule.applied(pipe): pipe(...)`")
-        args.pop("mu", None)  # the pipeline computes mu itself from height and width
-        return dict(args, num_inference_steps=len(self), **size_args)
+        """Call arguments that make a pipeline sample exactly this Euler schedule: `pipe(**s.to_diffusers(pipe))`."""
+        return _diffusers().to_diffusers(self, pipe_or_scheduler, mu=mu, height=height, width=width)
 
     def diffusers_export(self, strength: float | None = None) -> dict:
-        """What a diffusers pipeline needs to sample this schedule, without the pipeline at hand
-        (`oss-fast export --format diffusers`), for Euler schedules of flow models (FLUX, SD3, Wan):
-        the scheduler class and config entries that run Euler with the recorded static shift, and the
-        pipeline call arguments -- the sigmas before the scheduler's shift re-applies, the step count
-        and, where the pipeline shifts by image size, the recorded height and width (and their mu).
-        `usage` says how to follow it. Other solvers and DDPM-family (DiT) schedules are refused:
-        diffusers takes their sigmas through no argument; `schedule.applied(pipe)` samples them.
-
-        With `strength`, the arguments are for img2img pipelines (FluxImg2ImgPipeline,
-        StableDiffusion3Img2ImgPipeline) and land on for_denoise(strength): its sigmas, and strength
-        1.0. The pipelines' own strength would keep N - int(N - N * strength) of N steps, about the
-        ceiling of N * strength where the node rounds (10 steps at 0.25: 3, not 2); at strength 1.0
-        they run every sigma given, starting from the image noised to the first."""
-        if self.solver != "euler" or self.parameterization != "flow":
-            what = f"a {self.solver} schedule" if self.solver != "euler" else "a DDPM-family (DiT) schedule"
-            raise ValueError(f"{what} cannot be handed to a diffusers pipeline as call arguments (its scheduler takes "
-                             "no such sigmas); in Python: `with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)`")
-        chosen = self if strength is None else self.for_denoise(strength)
-        name, config = self._scheduler_spec()
-        out = dict(scheduler=name, num_inference_steps=len(chosen))
-        call = "sigmas=sigmas, num_inference_steps=num_inference_steps"
-        if self.dynamic_shift is not None:  # the pipeline's own dynamic shift, at the recorded size
-            shift = size_shift(self.dynamic_shift, self.size)
-            out.update(scheduler_config=config, height=self.size[0], width=self.size[1],
-                       mu=size_mu(self.dynamic_shift, self.size))
-            call += ", height=height, width=width"
-        else:  # a static shift, the recorded one (1 when unknown: the sigmas are then passed as they are)
-            shift = self.shift or 1.0
-            out["scheduler_config"] = dict(config, use_dynamic_shifting=False, shift=shift)
-        setup = f"pipe.scheduler = diffusers.{name}.from_config(pipe.scheduler.config, **scheduler_config)"
-        if strength is None:
-            out["usage"] = (f"pipelines whose call takes sigmas (FLUX, SD3): {setup}; pipe(..., {call}); others (Wan): "
-                            "with oss_fast.Schedule.load(FILE).applied(pipe): pipe(...)")
-        else:
-            out.update(strength=1.0, usage=(
-                f"img2img pipelines (FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline): {setup}; pipe(..., "
-                f"image=image, strength=strength, {call}): strength 1.0 runs these sigmas, the last {len(chosen)} of "
-                f"{len(self)} steps (for_denoise({strength:g})), from the image noised to the first"))
-        return dict(out, sigmas=_exported(time_unshift(np.array(chosen.sigmas[:-1]), shift), f"shift {shift:g}").tolist())
-
-    def _other_size(self, height, width) -> str:
-        h, w = self.size
-        return (f"this schedule was searched at {h}x{w}; at {height}x{width} the pipeline shifts sigmas by "
-                f"image size, so use schedule.for_resolution({height}, {width}) (moves the sigmas as the pipeline "
-                "does) or search at that size")
-
-    # ------------------------------------------------------------------ diffusers schedulers per solver
-    def _scheduler_spec(self):
-        """(diffusers scheduler class name, the config entries that make it run this schedule's
-        solver), or ValueError where diffusers has no such scheduler."""
-        if self.solver == "ab2":
-            raise ValueError("diffusers has no linear multistep scheduler on flow sigmas: sample an ab2 schedule "
-                             "with oss_fast.sample, or in ComfyUI/k-diffusion with sampler 'lms' (order 2) on "
-                             "schedule.to_sigmas()")
-        flow = self.parameterization == "flow"
-        if self.solver == "euler":
-            if flow:
-                return "FlowMatchEulerDiscreteScheduler", {}
-            # first-order DPM-Solver++ is DDIM, and Euler in flow time; unlike EulerDiscreteScheduler it
-            # starts from unit noise, as DDPM-family pipelines (DiT) draw it
-            return "DPMSolverMultistepScheduler", dict(algorithm_type="dpmsolver++", solver_order=1,
-                                                       prediction_type="epsilon", use_flow_sigmas=False,
-                                                       final_sigmas_type="zero")
-        prediction = dict(use_flow_sigmas=True, prediction_type="flow_prediction") if flow else dict(
-            use_flow_sigmas=False, prediction_type="epsilon")
-        if self.solver == "dpmpp_2m":
-            return "DPMSolverMultistepScheduler", dict(algorithm_type="dpmsolver++", solver_order=2,
-                                                       solver_type="midpoint", lower_order_final=True,
-                                                       euler_at_final=False, final_sigmas_type="zero",
-                                                       thresholding=False, **prediction)
-        return "UniPCMultistepScheduler", dict(solver_order=2, solver_type="bh2", predict_x0=True,
-                                               lower_order_final=True, disable_corrector=[],
-                                               final_sigmas_type="zero", thresholding=False, **prediction)
+        """What a diffusers pipeline needs to sample this schedule, without the pipeline at hand."""
+        return _diffusers().diffusers_export(self, strength)
 
     def runs_on(self, scheduler) -> bool:
         """Whether a diffusers scheduler runs this schedule's solver (its class and configuration)."""
-        name, config = self._scheduler_spec()
-        return type(scheduler).__name__ == name and all(scheduler.config.get(k) == v for k, v in config.items())
+        return _diffusers().runs_on(self, scheduler)
 
     def diffusers_scheduler(self, like=None):
-        """A new diffusers scheduler that runs this schedule's solver, with the training schedule
-        (num_train_timesteps, betas) of the scheduler `like` where given."""
-        import diffusers
-
-        name, config = self._scheduler_spec()
-        base = {} if like is None else dict(like.config)
-        keep = ("num_train_timesteps",) if self.parameterization == "flow" else (
-            "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
-        config = dict({k: base[k] for k in keep if base.get(k) is not None}, **config)
-        if self.parameterization == "flow" and name != "FlowMatchEulerDiscreteScheduler":
-            config["flow_shift"] = 1.0  # the schedule's sigmas are installed as they are
-        return getattr(diffusers, name)(**config)
+        """A new diffusers scheduler that runs this schedule's solver."""
+        return _diffusers().diffusers_scheduler(self, like)
 
     def install(self, scheduler, device=None) -> None:
-        """Puts a scheduler, reset by its own set_timesteps, on exactly this schedule: its sigmas and
-        the timesteps the network sees (flow: 1000 sigma as floats, as oss_fast's wrappers feed the
-        network; DDPM family: the network timesteps)."""
-        n_train = scheduler.config.get("num_train_timesteps", 1000)
-        if self.parameterization == "flow":
-            sigmas = np.array(self.sigmas, dtype=np.float64)
-            if type(scheduler).__name__ == "UniPCMultistepScheduler" and abs(sigmas[0] - 1) < 1e-6:
-                sigmas[0] -= 1e-6  # UniPC's own nudge away from log-SNR -inf
-            timesteps = torch.tensor(sigmas[:-1] * n_train, dtype=torch.float32)
-        else:
-            if self.timesteps is None:
-                raise ValueError("this schedule has no network timesteps (build it from a wrapper that knows them)")
-            steps = [int(round(t)) for t in self.timesteps]
-            acp = scheduler.alphas_cumprod[steps].double().numpy()
-            sigmas = np.concatenate([((1 - acp) / acp) ** 0.5, [0.0]])
-            timesteps = torch.tensor(steps, dtype=torch.int64)
-        scheduler.sigmas = torch.from_numpy(sigmas.astype(np.float32))
-        scheduler.timesteps = timesteps.to(device) if device is not None else timesteps
-        scheduler.num_inference_steps = len(self)
-        for attribute in ("_step_index", "_begin_index"):
-            if hasattr(scheduler, attribute):
-                setattr(scheduler, attribute, None)
+        """Puts a scheduler, reset by its own set_timesteps, on exactly this schedule."""
+        _diffusers().install(self, scheduler, device)
 
-    @contextlib.contextmanager
     def applied(self, pipe_or_scheduler):
-        """Within the block, the pipeline samples this schedule with its solver: its scheduler is
-        replaced by one that runs the solver (unless it already does) and, whatever step count it is
-        asked for, lands on the schedule's sigmas. A bare scheduler is only put on the sigmas."""
-        is_pipe = hasattr(pipe_or_scheduler, "scheduler")
-        original_scheduler = pipe_or_scheduler.scheduler if is_pipe else pipe_or_scheduler
-        scheduler = original_scheduler
-        if is_pipe and not self.runs_on(scheduler):
-            scheduler = self.diffusers_scheduler(like=original_scheduler)
-            pipe_or_scheduler.scheduler = scheduler
-        original = scheduler.set_timesteps
-
-        @functools.wraps(original)  # keeps the signature pipelines inspect (e.g. for `sigmas`)
-        def set_timesteps(num_inference_steps=None, device=None, **kwargs):
-            reset = {"mu": kwargs.get("mu", 0.0)} if scheduler.config.get("use_dynamic_shifting") else {}
-            if self.dynamic_shift is not None and "mu" in kwargs:  # a pipeline at another size: never silently
-                expected = scheduler_mu(scheduler.config, image_seq_len(*self.size, self.dynamic_shift["vae_scale_factor"]))
-                if abs(kwargs["mu"] - expected) > 1e-9:
-                    raise ValueError(f"the pipeline runs at another image size than the {self.size[0]}x{self.size[1]} "
-                                     f"this schedule was searched at (mu {kwargs['mu']:.4f}, not {expected:.4f}): "
-                                     "use schedule.for_resolution(height, width) for that size")
-            original(num_inference_steps=len(self), device=device, **reset)  # resets the step state
-            self.install(scheduler, device)
-
-        scheduler.set_timesteps = set_timesteps
-        try:
-            yield scheduler
-        finally:
-            del scheduler.set_timesteps  # back to the class's method
-            if scheduler is not original_scheduler:
-                pipe_or_scheduler.scheduler = original_scheduler
+        """Context manager: within `with schedule.applied(pipe):` the pipeline samples this schedule."""
+        return _diffusers().applied(self, pipe_or_scheduler)
 
     def to_sigmas(self) -> torch.Tensor:
         """The sigmas as ComfyUI's SIGMAS and k-diffusion's samplers take them: descending flow times
         ending at 0 (float32). Sample with the schedule's solver: ComfyUI/k-diffusion 'euler' for euler,
         'lms' (order 2) for ab2."""
-        return torch.from_numpy(_exported(self.sigmas, "these sigmas").astype(np.float32))
+        return torch.from_numpy(exportable(self.sigmas, "these sigmas").astype(np.float32))
 
 
 def denoised_steps(steps, strength, name: str = "strength") -> int:
@@ -652,11 +478,11 @@ def _representable(values, cause: str, upper: float = 1.0, float32: bool = False
     elif float32 and (np.diff(a.astype(np.float32)) >= 0).any():
         problem = "not strictly decreasing in float32"
     if problem is not None:
-        raise ValueError(f"{cause}: the sigmas would be {_short(a)}, {problem}")
+        raise ValueError(f"{cause}: the sigmas would be {abbreviated(a)}, {problem}")
     return a.tolist()
 
 
-def _exported(values, what: str, upper: float = 1.0) -> np.ndarray:
+def exportable(values, what: str, upper: float = 1.0) -> np.ndarray:
     """A sigma list handed to a pipeline, ComfyUI or a file, as float64: checked by _representable
     (float32 included); ValueError naming `what` produced it otherwise."""
     _representable(values, f"{what} cannot be exported", upper, float32=True)
@@ -667,14 +493,22 @@ def _shift_cause(shift: float, what: str = "") -> str:
     return f"shift {shift:g}{what} is too {'large' if shift > 1 else 'small'} to represent these sigmas"
 
 
-def _short(values) -> str:
+def abbreviated(values, shown: int = 6) -> str:
+    """The first `shown` values, to 4 digits, for a message."""
     values = list(values)
-    text = ", ".join(f"{float(v):.4g}" for v in values[:6])
-    return f"[{text}{', ...' if len(values) > 6 else ''}]"
+    text = ", ".join(f"{float(v):.4g}" for v in values[:shown])
+    return f"[{text}{', ...' if len(values) > shown else ''}]"
 
 
-def _indices_on(grid, sigmas) -> list[int] | None:
-    """The grid indices of the nonzero sigmas (ascending) when every one lies on the grid, else None."""
+def _grid_words(description: dict) -> str:
+    kind = description["kind"]
+    shape = f"shifted by {description['shift']:g}" if kind == "shifted" else kind
+    return f"{description['teacher_steps']} steps, {shape}"
+
+
+def _indices_of(grid, sigmas) -> list[int] | None:
+    """The grid indices of the nonzero sigmas (ascending) when every one lies on the grid, else None
+    (what a schedule built from sigmas records; Schedule.indices_on checks recorded ones)."""
     if grid is None:
         return None
     found = [grid_index(grid, s) for s in sigmas[:-1]]
@@ -687,3 +521,11 @@ def _grid_shift(description: dict) -> float | None:
 
 def _refuse_constant(name: str):
     raise ValueError(f"NaN and Infinity are not schedule values (found {name})")
+
+
+def _diffusers():
+    """integrations/diffusers.py, imported when a diffusers method is first called: the one import of
+    a higher layer here, allowed by name in tests/test_layout.py (a Schedule stays a value without it)."""
+    from .integrations import diffusers
+
+    return diffusers

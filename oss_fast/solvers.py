@@ -27,7 +27,8 @@ of every candidate with per-pair scalars (never an N x N x D tensor), and keep t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -57,16 +58,25 @@ def _stack(rows):
 
 @dataclass(frozen=True)
 class Solver:
+    """One entry of the registry SOLVERS: everything that names, steps or exports a solver reads it."""
+
     name: str
     history: int  # vectors a state carries beside x
     order: int
+    step_matrix: Callable = field(compare=False, repr=False)  # (s, t, s_prev, s_prev2, depth) -> M, see matrix
+    log_snr: bool  # steps in log((1 - s) / s), which exists for flow times s in [0, 1] only
+    method: str  # what the step is, in a few words (for messages)
+    # parameterization ("flow", "ddpm") -> (diffusers scheduler class name, the config entries that make it run
+    # this solver); empty where diffusers has none. Data only: integrations/diffusers.py builds the scheduler
+    diffusers: dict = field(compare=False, repr=False)
+    kdiffusion: str | None  # the k-diffusion / ComfyUI sampler that runs these steps on schedule.to_sigmas()
 
     def matrix(self, s, t, s_prev, s_prev2, depth) -> torch.Tensor:
         """M [..., 1 + H, 2 + H] of steps from time s to time t (float64 tensors, broadcast together),
         for states with the given previous times and depth (0: no step taken yet, 1, 2: two or more)."""
         s, t, s_prev, s_prev2 = (torch.as_tensor(a, dtype=torch.float64) for a in (s, t, s_prev, s_prev2))
         depth = torch.as_tensor(depth)
-        return _MATRICES[self.name](s, t, s_prev, s_prev2, depth)
+        return self.step_matrix(s, t, s_prev, s_prev2, depth)
 
     def carried_times(self, s, s_prev, depth):
         """(s_prev, s_prev2, depth) of the state a step from time s reaches."""
@@ -74,10 +84,12 @@ class Solver:
 
 
 def _euler(s, t, s_prev, s_prev2, depth):
+    """M of an Euler step: x_t = x + (t - s) v; no history."""
     return _stack([[1.0, t - s]])
 
 
 def _ab2(s, t, s_prev, s_prev2, depth):
+    """M of a variable-step Adams-Bashforth 2 step in flow time (Euler at depth 0), carrying h_1 = v."""
     h = t - s
     w = torch.where(depth > 0, h * h / (2 * (s - s_prev)), 0.0)  # the first step is Euler
     return _stack([[1.0, h + w, -w], [0.0, 1.0, 0.0]])
@@ -93,6 +105,7 @@ def _dpm_first_and_second(s, t, s_prev, second):
 
 
 def _dpmpp_2m(s, t, s_prev, s_prev2, depth):
+    """M of a DPM-Solver++(2M) step (first order first and to sigma 0), carrying h_1 = the data prediction m."""
     second = (depth > 0) & (t > 0)  # first order on the first step and on the final step to sigma 0
     cx, cm, cprev = _dpm_first_and_second(s, t, s_prev, second)
     # m = x - s v
@@ -122,6 +135,7 @@ def _unic(s, s_prev, s_prev2, order2):
 
 
 def _unipc(s, t, s_prev, s_prev2, depth):
+    """M of a UniPC step: corrector, then DPM-Solver++(2M) predictor; h_1 = next corrector less kappa m, h_2 = m."""
     s, t, s_prev, s_prev2 = (torch.clamp(a, max=UNIPC_ONE) for a in (s, t, s_prev, s_prev2))
     # the state's corrected sample: x (no step yet) or h_1 + kappa m, with m = x - s v
     _, _, _, kappa = _unic(s, s_prev, s_prev2, depth > 1)
@@ -139,13 +153,39 @@ def _unipc(s, t, s_prev, s_prev2, depth):
     return _stack([x_row, h1_row, [1.0, -s, 0.0, 0.0]])
 
 
-_MATRICES = {"euler": _euler, "ab2": _ab2, "dpmpp_2m": _dpmpp_2m, "unipc": _unipc}
-SOLVERS = {
-    "euler": Solver("euler", history=0, order=1),
-    "ab2": Solver("ab2", history=1, order=2),
-    "dpmpp_2m": Solver("dpmpp_2m", history=1, order=2),
-    "unipc": Solver("unipc", history=2, order=2),
-}
+# diffusers' multistep schedulers run a flow model on flow sigmas with flow prediction, a DDPM-family one
+# (DiT) on its own sigmas with epsilon prediction
+_PREDICTION = {"flow": dict(use_flow_sigmas=True, prediction_type="flow_prediction"),
+               "ddpm": dict(use_flow_sigmas=False, prediction_type="epsilon")}
+
+
+def _for_both(scheduler: str, **config) -> dict:
+    """The diffusers scheduler of a solver for both parameterizations, each with its prediction."""
+    return {kind: (scheduler, dict(config, **prediction)) for kind, prediction in _PREDICTION.items()}
+
+
+# the registry: a new solver is one entry and its matrix function (engine/pairs.py's mode teacher takes order <= 2)
+SOLVERS = {solver.name: solver for solver in (
+    Solver("euler", history=0, order=1, step_matrix=_euler, log_snr=False, method="Euler", kdiffusion="euler",
+           diffusers={"flow": ("FlowMatchEulerDiscreteScheduler", {}),
+                      # first-order DPM-Solver++ is DDIM, and Euler in flow time; unlike EulerDiscreteScheduler it
+                      # starts from unit noise, as DDPM-family pipelines (DiT) draw it
+                      "ddpm": ("DPMSolverMultistepScheduler", dict(
+                          algorithm_type="dpmsolver++", solver_order=1, prediction_type="epsilon",
+                          use_flow_sigmas=False, final_sigmas_type="zero"))}),
+    Solver("ab2", history=1, order=2, step_matrix=_ab2, log_snr=False, method="linear multistep", kdiffusion="lms",
+           diffusers={}),  # diffusers' LMSDiscreteScheduler takes no flow sigmas
+    Solver("dpmpp_2m", history=1, order=2, step_matrix=_dpmpp_2m, log_snr=True, method="DPM-Solver++(2M)",
+           kdiffusion=None,  # k-diffusion's dpmpp_2m counts orders its own way (no lower-order final step)
+           diffusers=_for_both("DPMSolverMultistepScheduler", algorithm_type="dpmsolver++", solver_order=2,
+                               solver_type="midpoint", lower_order_final=True, euler_at_final=False,
+                               final_sigmas_type="zero", thresholding=False)),
+    Solver("unipc", history=2, order=2, step_matrix=_unipc, log_snr=True, method="UniPC (bh2)",
+           kdiffusion=None,  # ComfyUI's uni_pc is its own code, untested against these steps
+           diffusers=_for_both("UniPCMultistepScheduler", solver_order=2, solver_type="bh2", predict_x0=True,
+                               lower_order_final=True, disable_corrector=[], final_sigmas_type="zero",
+                               thresholding=False)),
+)}
 
 
 def get_solver(name) -> Solver:

@@ -1,10 +1,11 @@
 """Multistep solvers (DESIGN §3.5): the step rules against the samplers people run (diffusers'
 schedulers, k-diffusion), and the solver-aware search against the plain reference."""
 
+import diffusers
 import numpy as np
 import pytest
 import torch
-from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
+from diffusers import UniPCMultistepScheduler
 
 import oss_fast
 from oss_fast import reference as ref
@@ -21,6 +22,11 @@ SIGMAS = [
     [0.97, 0.0],                                 # one step: first order only
     [1.0, 0.9, 0.7, 0.5, 0.35, 0.2, 0.1, 0.05, 0.0],
 ]
+MULTISTEP = [name for name, solver in SOLVERS.items() if solver.history]
+# (solver, the diffusers scheduler it maps to on flow sigmas) and (solver, its k-diffusion sampler)
+DIFFUSERS = [(name, getattr(diffusers, solver.diffusers["flow"][0]))
+             for name, solver in SOLVERS.items() if solver.history and solver.diffusers]
+KDIFFUSION = [(name, solver.kdiffusion) for name, solver in SOLVERS.items() if solver.kdiffusion]
 W = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.3
 
 
@@ -50,8 +56,7 @@ def diffusers_loop(scheduler_cls, sigmas, x):
 
 
 @pytest.mark.parametrize("sigmas", SIGMAS, ids=lambda s: f"{len(s) - 1}steps")
-@pytest.mark.parametrize("solver,scheduler", [("unipc", UniPCMultistepScheduler),
-                                               ("dpmpp_2m", DPMSolverMultistepScheduler)])
+@pytest.mark.parametrize("solver,scheduler", DIFFUSERS)
 def test_multistep_solvers_step_as_diffusers_schedulers_do(solver, scheduler, sigmas):
     x = torch.randn(3, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     expected = diffusers_loop(scheduler, sigmas, x)
@@ -61,17 +66,27 @@ def test_multistep_solvers_step_as_diffusers_schedulers_do(solver, scheduler, si
 
 
 @pytest.mark.parametrize("sigmas", SIGMAS, ids=lambda s: f"{len(s) - 1}steps")
-def test_euler_and_ab2_step_as_k_diffusion_euler_and_lms(sigmas):
+@pytest.mark.parametrize("solver,sampler", KDIFFUSION)
+def test_solvers_step_as_their_k_diffusion_samplers(solver, sampler, sigmas):
     k = load_sampling()
     if k is None:
         pytest.skip("k-diffusion is not installed (run.sh installs it)")
     x = torch.randn(3, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     denoiser = lambda x, sigma: x - sigma[:, None] * velocity(x, float(sigma[0]))  # D(x, s) = x - s v on flow sigmas
     sig = torch.tensor(sigmas, dtype=torch.float64)
-    torch.testing.assert_close(ours("euler", sigmas, x), k.sample_euler(denoiser, x.clone(), sig, disable=True),
-                               rtol=0, atol=1e-12)
-    torch.testing.assert_close(ours("ab2", sigmas, x), k.sample_lms(denoiser, x.clone(), sig, order=2, disable=True),
-                               rtol=0, atol=1e-12)
+    extra = dict(order=SOLVERS[solver].order) if sampler == "lms" else {}
+    torch.testing.assert_close(ours(solver, sigmas, x), getattr(k, f"sample_{sampler}")(
+        denoiser, x.clone(), sig, disable=True, **extra), rtol=0, atol=1e-12)
+
+
+def test_the_reference_names_the_registry_s_solvers():
+    assert ref.SOLVERS == tuple(SOLVERS)  # the oracle keeps its own list
+
+
+@pytest.mark.parametrize("solver", SOLVERS.values(), ids=lambda solver: solver.name)
+def test_every_registered_solver_steps_its_history(solver):
+    M = solver.matrix(torch.tensor([0.9, 0.5]), torch.tensor([0.5, 0.0]), 1.0, 1.0, torch.tensor([0, 2]))
+    assert M.shape == (2, 1 + solver.history, 2 + solver.history)
 
 
 def test_reference_solver_steps_agree_with_the_matrices():
@@ -94,7 +109,7 @@ def make(kind, N, B, seed=0):
     return TinyConvNet(channels=2, teacher_steps=N, seed=seed), z, torch.randint(0, 10, (B,), generator=g)
 
 
-@pytest.mark.parametrize("solver", ["ab2", "dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("solver", MULTISTEP)
 @pytest.mark.parametrize("mode", ["compat", "exact"])
 @pytest.mark.parametrize("aggregate", ["per_sample", "median", "joint", "joint_rms"])
 @pytest.mark.parametrize("kind", ["mixture", "convnet"])
@@ -114,7 +129,7 @@ def test_solver_search_equals_reference(solver, mode, aggregate, kind):
         assert res.solver == solver
 
 
-@pytest.mark.parametrize("solver", ["ab2", "dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("solver", MULTISTEP)
 def test_recorded_cost_is_the_error_of_sampling_along_the_path(solver):
     model = GaussianMixtureFlow(shape=(2, 4, 4), components=4, teacher_steps=20, shift=3.0, seed=4)
     z = model.noise(3, seed=5, dtype=torch.float64)
@@ -130,7 +145,7 @@ def test_recorded_cost_is_the_error_of_sampling_along_the_path(solver):
 def test_model_rows_are_those_of_the_euler_search():
     model, z, cond = make("convnet", 30, 4, seed=2)
     euler = full_search(model, z, cond, student_steps=6, mode="exact", aggregate="joint", progress=False)
-    for solver in ("ab2", "dpmpp_2m", "unipc"):
+    for solver in MULTISTEP:
         res = full_search(model, z, cond, student_steps=6, mode="exact", solver=solver, progress=False)
         assert res.aggregate == "joint_rms"  # the default for multistep solvers
         assert res.stats.candidate_rows == euler.stats.candidate_rows
@@ -144,7 +159,7 @@ def test_unknown_solver_is_refused_before_any_model_call():
         oss_fast.sample(model, model.noise(2), [3, 10], solver="rk4")
 
 
-@pytest.mark.parametrize("solver", ["ab2", "dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("solver", MULTISTEP)
 @pytest.mark.parametrize("aggregate,objective", [("per_sample", "sum"), ("joint", "sum"), ("median", "max"),
                                                  ("joint", "max"), ("joint_rms", "sum")])
 def test_teacher_mode_pair_dp_equals_reference(solver, aggregate, objective):
@@ -181,7 +196,7 @@ def test_teacher_mode_with_a_multistep_solver_needs_the_squared_error():
         full_search(model, model.noise(2), student_steps=3, mode="teacher", solver="ab2", norm=1)
 
 
-@pytest.mark.parametrize("solver,sampler", [("euler", "sample_euler"), ("ab2", "sample_lms")])
+@pytest.mark.parametrize("solver,sampler", KDIFFUSION)
 def test_to_sigmas_drives_k_diffusion_samplers_to_oss_fast_samples(solver, sampler):
     k = load_sampling()
     if k is None:
@@ -195,14 +210,14 @@ def test_to_sigmas_drives_k_diffusion_samplers_to_oss_fast_samples(solver, sampl
         return x - sigma[:, None, None, None].to(x.dtype) * model(x, torch.full((x.shape[0],), i), None, {})
 
     z = model.noise(3, seed=7, dtype=torch.float64)
-    extra = dict(order=2) if sampler == "sample_lms" else {}
-    got = getattr(k, sampler)(denoiser, z.clone(), schedule.to_sigmas().double(), disable=True, **extra)
+    extra = dict(order=SOLVERS[solver].order) if sampler == "lms" else {}
+    got = getattr(k, f"sample_{sampler}")(denoiser, z.clone(), schedule.to_sigmas().double(), disable=True, **extra)
     expected = oss_fast.sample(model, z, schedule, float32=False)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("solver", ["ab2", "dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("solver", MULTISTEP)
 @pytest.mark.parametrize("mode", ["compat", "exact"])
 def test_solver_search_on_gpu_equals_reference(solver, mode):
     model = GaussianMixtureFlow(shape=(4, 16, 16), components=4, teacher_steps=30, shift=3.0, seed=1, device="cuda")

@@ -55,16 +55,17 @@ INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64
 # to 0 or overflow to inf and the DP's choice among them is arbitrary
 MAX_NORM = 64
 # the solvers whose steps use the log-SNR of flow time (DESIGN §3.5: as diffusers runs them on flow
-# sigmas), which exists on [0, 1] only; euler and ab2 step in flow time itself, on any grid
-LOG_SNR_SOLVERS = ("dpmpp_2m", "unipc")
+# sigmas), which exists on [0, 1] only; the others step in flow time itself, on any grid
+LOG_SNR_SOLVERS = tuple(name for name, solver in SOLVERS.items() if solver.log_snr)
 
 
 def check_solver_reaches(solver: str, s: torch.Tensor, start: int) -> None:
     """The solver can step from grid index `start` (the first, largest flow time it uses)."""
     if solver in LOG_SNR_SOLVERS and s[start] > 1:
+        others = " or ".join(repr(name) for name in SOLVERS if name not in LOG_SNR_SOLVERS)
         raise ValueError(f"solver {solver!r} steps in log-SNR log((1 - s) / s), defined for flow times s in [0, 1], "
                          f"but it would start at fm_steps[{start}] = {s[start].item():.6g}: use a grid ending at 1 "
-                         "(fm_steps / fm_steps[-1]) or solver 'euler' or 'ab2'")
+                         f"(fm_steps / fm_steps[-1]) or solver {others}")
 
 
 def model_grid(model) -> torch.Tensor:

@@ -1,2 +1,3 @@
-"""Hand-offs to the tools people sample in: the ComfyUI node (comfyui.py). The diffusers hand-off
-is a Schedule's own (schedule.py: to_diffusers, applied)."""
+"""Hand-offs to the tools people sample in: diffusers (diffusers.py: call arguments, schedulers and
+exports, which Schedule's to_diffusers, applied, ... call), the ComfyUI node (comfyui.py) and
+diffusers pipelines loaded by name (pipelines.py)."""
