@@ -13,13 +13,26 @@ import pytest
 
 from oss_fast import Schedule
 
+from checkout import ROOT, checkout_env
+
 
 def run(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "oss_fast", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600, env=env)
+                          timeout=600, env=checkout_env(env))
 
 
 SMALL = ["--model", "gaussian_mixture", "--teacher-steps", "20", "--no-progress"]
+
+
+def test_commands_run_this_checkouts_oss_fast(tmp_path):
+    # an oss_fast installed elsewhere, first on the ambient path, is not the one the tests' commands run
+    (tmp_path / "elsewhere" / "oss_fast").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "oss_fast" / "__init__.py").write_text("raise ImportError('not this checkout')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "elsewhere"), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", "import oss_fast; print(oss_fast.__file__)"], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=120, env=checkout_env(env))
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == ROOT / "oss_fast" / "__init__.py"
 
 
 def test_search_writes_schedule_and_comparison(tmp_path):
@@ -179,7 +192,7 @@ def test_ctrl_c_is_one_line_with_how_to_resume(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "oss_fast", "search", "--model", "factories:slow",
                              "--teacher-steps", "40", "--mode", "exact", "--full", "--no-progress", "--checkpoint",
                              str(tmp_path / "c.ckpt"), "--out", str(tmp_path / "o")],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=checkout_env(),
                             # a job started in the background inherits SIGINT ignored; a user's shell does not
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
@@ -198,7 +211,8 @@ def test_torchrun_shares_a_search_between_two_ranks(tmp_path):
     assert single.returncode == 0, single.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "-m", "oss_fast", *args, "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         capture_output=True, text=True, timeout=600,
+                         env=checkout_env({**os.environ, "OMP_NUM_THREADS": "1"}))
     assert two.returncode == 0, two.stderr
     assert "2 ranks" in two.stdout  # rank 0 reports the shared search
     assert Schedule.load(tmp_path / "two" / "schedule.json").indices == \
@@ -281,7 +295,7 @@ def _interrupt(args, cwd, when):
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "oss_fast", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE, text=True, env=checkout_env(),
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     if when == "importing torch":  # torch's library is loaded, its Python modules not yet all imported
@@ -320,7 +334,7 @@ def test_a_second_run_on_the_same_out_folder_is_refused(tmp_path):
     out = tmp_path / "o"
     first = subprocess.Popen([sys.executable, "-m", "oss_fast", "search", "--model", "factories:slow", "--teacher-steps",
                               "40", "--no-progress", "--out", str(out), "--checkpoint", str(tmp_path / "c.ckpt")],
-                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=checkout_env())
     try:
         deadline = time.time() + 120
         while not (tmp_path / "c.ckpt").exists() and time.time() < deadline:  # searching, out held
@@ -389,7 +403,7 @@ def test_free_form_metadata_of_any_type_is_not_trusted(tmp_path, metadata):
 
 def test_a_reader_that_goes_away_ends_the_output_quietly():
     proc = subprocess.Popen([sys.executable, "-m", "oss_fast", "presets"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=checkout_env())
     proc.stdout.close()  # `| head -0`: gone before the first line is written
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and stderr == ""

@@ -5,6 +5,8 @@ are in, float64 ones agree to rounding, so a batched search can be compared exac
 reference's one-row calls.
 """
 
+import math
+
 import pytest
 import torch
 from diffusers import DDPMScheduler, DiTTransformer2DModel, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
@@ -405,6 +407,27 @@ def test_search_after_warm_up_does_not_recompile(compiled_dit):
     second = full_search(compiled, z, y, student_steps=4, mode="compat", max_batch=8, progress=False)
     assert counters["stats"]["unique_graphs"] == graphs and counters["frames"]["total"] == frames
     assert second.steps == first.steps
+
+
+def test_compiled_network_sees_at_most_log2_chunk_plus_one_batch_sizes(compiled_dit, monkeypatch):
+    # the runner pads each last chunk to a power of two (capped at the chunk), so levels of any
+    # number of rows reach the compiled network in at most log2(chunk) + 1 batch sizes
+    _, compiled = compiled_dit
+    network = compiled.model.transformer  # the CompiledCall around the diffusers transformer
+    compiled_forward = network.compiled
+    assert compiled_forward is not None  # compilation has not fallen back to eager
+    sizes = set()
+
+    def recording(x, *args, **kwargs):
+        sizes.add(x.shape[0])
+        return compiled_forward(x, *args, **kwargs)
+
+    monkeypatch.setattr(network, "compiled", recording)
+    z = torch.randn(5, 4, 8, 8, generator=torch.Generator().manual_seed(2))  # 5 samples: few levels fill chunks
+    y = torch.tensor([1, 2, 3, 4, 5])
+    chunk = 8
+    full_search(compiled, z, y, student_steps=4, mode="compat", max_batch=chunk, progress=False)
+    assert 1 < len(sizes) <= math.log2(chunk) + 1, sorted(sizes)
 
 
 def test_compile_can_be_disabled_and_failures_fall_back(monkeypatch):

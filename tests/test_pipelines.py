@@ -14,6 +14,7 @@ import torch
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+from checkout import checkout_env  # noqa: E402
 from pipelines import FAMILIES, SIZES, VOCAB, save_tiny_pipeline  # noqa: E402
 
 import oss_fast  # noqa: E402
@@ -158,7 +159,8 @@ def test_a_missing_folder_or_id_is_one_line_exit_2_without_the_network(tmp_path)
     env = dict(os.environ, HF_ENDPOINT="http://10.255.255.1:9", HF_HUB_ETAG_TIMEOUT="60")
     for source, said in ((str(tmp_path / "nowhere"), "no such folder"), ("nobody/no-such-model", "never downloads")):
         result = subprocess.run([sys.executable, "-m", "oss_fast", "search", "--pipeline", source, "--prompt", "a cat",
-                                 "--device", "cpu"], capture_output=True, text=True, timeout=60, env=env)
+                                 "--device", "cpu"], capture_output=True, text=True, timeout=60,
+                                env=checkout_env(env))
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and said in result.stderr, result.stderr
     assert not (tmp_path / "oss_fast_out").exists()
 
