@@ -26,6 +26,8 @@ def test_layout_table_names_every_module_in_layer_order():
     for source in SOURCES:
         path = source.relative_to(PACKAGE).as_posix()
         assert path in named, f"docs/layout.md does not name oss_fast/{path}"
+    for path in named:
+        assert path == "csrc/" or (PACKAGE / path).is_file(), f"docs/layout.md names oss_fast/{path}, which does not exist"
     for layer, path in rows:
         unit = path.split("/")[0].removesuffix(".py")
         if unit == "csrc":
