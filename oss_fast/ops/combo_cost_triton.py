@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .euler_cost_triton import Launch, costs_from_parts, latent_cost_sums, tile_rows_and_targets
+from .euler_cost_triton import latent_cost_sums, launch_costs, tile_rows_and_targets
 
 
 @triton.jit
@@ -34,10 +34,9 @@ def combo_jump(x, v, rows, d, rm, D, op_args, ROUND: tl.constexpr, H: tl.constex
 
 
 @triton.jit(do_not_specialize=["R", "J", "slice_len"])
-def _combo_cost_kernel(x_ptr, v_ptr, h_ptr, c_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid_ptr, part_ptr,
-                       R, D, J, B, slice_len,
-                       H: tl.constexpr, NORM: tl.constexpr, ROUND: tl.constexpr,
-                       BR: tl.constexpr, BJ: tl.constexpr, BD: tl.constexpr):
+def _combo_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid_ptr, part_ptr, R, D, J, B, slice_len,
+                       h_ptr, c_ptr, NORM: tl.constexpr, ROUND: tl.constexpr, BR: tl.constexpr, BJ: tl.constexpr,
+                       BD: tl.constexpr, H: tl.constexpr):
     part = tl.program_id(2)
     rows, valid_r, b, gi, j, valid_j, reachable = tile_rows_and_targets(tile_rows_ptr, tile_sample_ptr, grid_ptr, J,
                                                                         BR, BJ)
@@ -55,14 +54,6 @@ def _combo_cost_kernel(x_ptr, v_ptr, h_ptr, c_ptr, t_ptr, tile_rows_ptr, tile_sa
 def combo_costs_triton(x, v, hist, coef, targets, row_sample, row_grid, *, norm=2, blocks=None, slices=None,
                        num_warps=None):
     """blocks (BR, BJ, BD), slices (of the latent) and num_warps default to a choice for the device."""
-    R, D = x.shape
-    J, B, _ = targets.shape
-    launch = Launch.plan(x, row_sample, J, blocks, slices, num_warps)
-    part = launch.partial_sums(R, J, x.device)
-    BR, BJ, BD = launch.blocks
     hist_or_any = hist if hist.shape[1] else x  # H = 0 reads no history: any valid pointer will do
-    _combo_cost_kernel[launch.grid(J)](x, v, hist_or_any, coef, targets, launch.tiles, launch.tile_sample, row_grid,
-                                       part, R, D, J, B, launch.slice_len, H=hist.shape[1], NORM=int(norm),
-                                       ROUND=x.dtype != torch.float32, BR=BR, BJ=BJ, BD=BD,
-                                       num_warps=launch.num_warps, enable_fp_fusion=False)
-    return costs_from_parts(part, row_grid, D)
+    return launch_costs(_combo_cost_kernel, x, v, targets, row_sample, row_grid, (hist_or_any, coef),
+                        dict(H=hist.shape[1]), norm, blocks, slices, num_warps)

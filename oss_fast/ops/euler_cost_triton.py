@@ -86,10 +86,9 @@ def euler_jump(x, v, rows, d, rm, D, ds, ROUND: tl.constexpr, FLOAT32: tl.conste
 
 # Sizes that change from level to level are not specialised on, so a search compiles the kernel once.
 @triton.jit(do_not_specialize=["R", "J", "slice_len"])
-def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid_ptr, s_ptr, part_ptr,
-                       R, D, J, B, slice_len,
-                       NORM: tl.constexpr, FLOAT32: tl.constexpr, ROUND: tl.constexpr,
-                       BR: tl.constexpr, BJ: tl.constexpr, BD: tl.constexpr):
+def _euler_cost_kernel(x_ptr, v_ptr, t_ptr, tile_rows_ptr, tile_sample_ptr, grid_ptr, part_ptr, R, D, J, B, slice_len,
+                       s_ptr, NORM: tl.constexpr, ROUND: tl.constexpr, BR: tl.constexpr, BJ: tl.constexpr,
+                       BD: tl.constexpr, FLOAT32: tl.constexpr):
     part = tl.program_id(2)
     rows, valid_r, b, gi, j, valid_j, reachable = tile_rows_and_targets(tile_rows_ptr, tile_sample_ptr, grid_ptr, J,
                                                                         BR, BJ)
@@ -167,16 +166,23 @@ def costs_from_parts(part, row_grid, D):
     return costs.masked_fill_(~reachable, float("inf"))
 
 
-def euler_costs_triton(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, blocks=None, slices=None,
-                       num_warps=None):
-    """blocks (BR, BJ, BD), slices (of the latent) and num_warps default to a choice for the device."""
+def launch_costs(kernel, x, v, targets, row_sample, row_grid, op_pointers, op_constants, norm, blocks, slices,
+                 num_warps):
+    """Costs [R, J] of a cost kernel launched over (row tiles, target tiles, latent slices): the
+    arguments every cost kernel takes first, then its op's pointers and compile-time constants."""
     R, D = x.shape
     J, B, _ = targets.shape
     launch = Launch.plan(x, row_sample, J, blocks, slices, num_warps)
     part = launch.partial_sums(R, J, x.device)
     BR, BJ, BD = launch.blocks
-    _euler_cost_kernel[launch.grid(J)](x, v, targets, launch.tiles, launch.tile_sample, row_grid, s, part, R, D, J,
-                                       B, launch.slice_len, NORM=int(norm), FLOAT32=bool(float32),
-                                       ROUND=x.dtype != torch.float32, BR=BR, BJ=BJ, BD=BD,
-                                       num_warps=launch.num_warps, enable_fp_fusion=False)
+    kernel[launch.grid(J)](x, v, targets, launch.tiles, launch.tile_sample, row_grid, part, R, D, J, B,
+                           launch.slice_len, *op_pointers, NORM=int(norm), ROUND=x.dtype != torch.float32, BR=BR,
+                           BJ=BJ, BD=BD, num_warps=launch.num_warps, enable_fp_fusion=False, **op_constants)
     return costs_from_parts(part, row_grid, D)
+
+
+def euler_costs_triton(x, v, targets, row_sample, row_grid, s, *, norm=2, float32=True, blocks=None, slices=None,
+                       num_warps=None):
+    """blocks (BR, BJ, BD), slices (of the latent) and num_warps default to a choice for the device."""
+    return launch_costs(_euler_cost_kernel, x, v, targets, row_sample, row_grid, (s,), dict(FLOAT32=bool(float32)),
+                        norm, blocks, slices, num_warps)
