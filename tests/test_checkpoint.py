@@ -11,6 +11,7 @@ import torch
 
 import oss_fast
 import oss_fast.solvers
+from oss_fast.solvers import SOLVERS
 from oss_fast.engine.checkpoint import MAGIC, read_file, write_file
 
 from oss_fast.zoo import GaussianMixtureFlow
@@ -273,7 +274,7 @@ def test_an_interrupted_save_removes_its_temporary_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("solver", ["dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("solver", [name for name, solver in SOLVERS.items() if solver.history])
 def test_multistep_search_resumes_to_the_same_result(tmp_path, solver):
     model, z, cond = problem()
     fresh = search("exact", "joint", solver=solver)

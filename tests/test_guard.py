@@ -13,13 +13,14 @@ from oss_fast import reference as ref
 from oss_fast.engine import guard
 from oss_fast.grid import shifted_steps, uniform_steps
 from oss_fast.report import teacher_samples
+from oss_fast.solvers import SOLVERS
 
 from test_search import SHAPE, make
 
 STANDARDS = ("uniform", "time-shifted (3)", "Euler search")
 
 
-@pytest.mark.parametrize("solver", ["euler", "ab2", "dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_paths_sampled_together_equal_oss_fast_sample_of_each(solver):
     model, _, cond = make("convnet", 30, 2.0, 3, seed=2)
     z = guard.fresh_noises(SHAPE, 5, 7, torch.float32, "cpu")

@@ -6,6 +6,8 @@ import torch
 
 import oss_fast
 from oss_fast import reference as ref
+from oss_fast.engine.options import LOG_SNR_SOLVERS
+from oss_fast.solvers import SOLVERS
 from oss_fast.zoo import GaussianMixtureFlow
 
 from models import TinyConvNet, full_search
@@ -343,7 +345,7 @@ def test_a_teacher_state_that_overflows_names_grid_index_and_sample(mode):
         oss_fast.search(model, z, student_steps=3, mode=mode, progress=False)
 
 
-@pytest.mark.parametrize("solver", ["dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("solver", LOG_SNR_SOLVERS)
 def test_log_snr_solvers_need_a_grid_within_0_and_1(solver):
     grid = 2 * GaussianMixtureFlow(shape=SHAPE, teacher_steps=10).fm_steps
     # before: "found a path with repeated grid indices", or a schedule scored on NaN costs
@@ -355,7 +357,7 @@ def test_log_snr_solvers_need_a_grid_within_0_and_1(solver):
         oss_fast.sample(NoCalls(grid), torch.zeros(2, *SHAPE), [2, 9], solver=solver)
 
 
-@pytest.mark.parametrize("solver", ["euler", "ab2"])
+@pytest.mark.parametrize("solver", [name for name in SOLVERS if name not in LOG_SNR_SOLVERS])
 def test_flow_time_solvers_run_on_a_grid_ending_above_1(solver):
     inner = GaussianMixtureFlow(shape=SHAPE, components=3, teacher_steps=10)
 
