@@ -298,7 +298,7 @@ class Schedule:
     def for_shift(self, shift: float, teacher_steps: int | None = None) -> "Schedule":
         """The schedule for the same network on a teacher grid of another time shift (N steps, N the
         schedule's own unless teacher_steps is given). The network does not change with the grid, so
-        the flow times carry over, snapped onto the new grid (README, Transfer); a schedule without a
+        the flow times carry over, snapped onto the new grid (docs/schedules.md, Other shifts and resolutions); a schedule without a
         grid (a preset) keeps its flow times as they are. For a pipeline with that static shift, the
         diffusers export then un-shifts by it, so the pipeline lands on these flow times."""
         self._refuse_transfer("for_shift")
@@ -314,7 +314,7 @@ class Schedule:
         """The schedule moved through un-shifted time, s -> time_shift(time_unshift(s, a), shift) with a
         the recorded shift: what re-shifting a step preset does (e.g. a sampler's shift applied to a
         schedule's output). Off any grid. This is not how a schedule carries to another grid -- the
-        README's Transfer table measures it below for_shift -- but a deliberate move of the steps."""
+        transfer table in docs/quality.md measures it below for_shift -- but a deliberate move of the steps."""
         self._refuse_transfer("reshift")
         if self.shift is None:
             raise ValueError("the schedule records no shift to undo (searched on a custom grid?)")

@@ -14,8 +14,8 @@ SamplerCustomAdvanced. Sample them with the sampler of the schedule's solver (do
   Schedule.interpolate (log-linear in the nonzero sigmas); both keep a final 0.
 * denoise < 1: Schedule.for_denoise, the last round(steps * denoise) steps and the final 0, as the
   published node does; a denoise that keeps no step gives no sigmas, as ComfyUI's schedulers do.
-* shift: 0 keeps the searched flow times -- what carries a schedule to another grid (README,
-  Transfer). A value > 0 re-shifts the steps through un-shifted time from the shift the schedule
+* shift: 0 keeps the searched flow times -- what carries a schedule to another grid (docs/schedules.md,
+  Other shifts and resolutions). A value > 0 re-shifts the steps through un-shifted time from the shift the schedule
   records (Schedule.reshift): a deliberate move of the steps, measured worse there.
 """
 
