@@ -10,7 +10,7 @@ from .engine.checkpoint import Checkpoint, check_checkpoint_path, fingerprint
 from .engine.distributed import Comm, distributed_ready
 from .engine.guard import GuardReport
 from .engine.inputs import SampleInputs
-from .engine.options import check_options, check_solver_reaches, model_grid
+from .engine.options import OPTION_NAMES, check_options, check_solver_reaches, model_grid
 from .engine.search import Engine
 from .engine.stats import SearchStats
 from .engine.velocity import check_noise, check_velocity, first_non_finite
@@ -58,6 +58,8 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
     Before the first model call the search also estimates its own buffers from the sizes and refuses
     in one line a search that cannot fit in the memory free on z's device (engine/memory.py).
     z: initial noises [B, ...]; cond: per-sample conditioning (first dimension B) or shared.
+    student_steps: K, the steps of the schedule. teacher_steps: N, the model's grid (len(model.fm_steps) - 1,
+        the default; another value is refused: build the model on that grid).
     mode: "compat" (the default: the DP of the published search_OSS), "exact" (the paper's
         Algorithm 1) or "teacher" (shortest path over the teacher's own jumps: no extra model calls).
     refine: modes compat/exact, True by default (DESIGN §3.6): a pass of the DP on every stride-th
@@ -79,6 +81,7 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
         (default: the model's `per_sample_kwargs`, else any tensor or list of length B).
     free_start: mode exact only: the noise may enter at any grid index at level 0, as in compat.
     objective: mode teacher's path objective, "sum" or "max" of the jump costs.
+    progress: progress bars on long phases (rank 0 only).
     checkpoint: a file the search state is written to (atomically) after the teacher rollout and,
         for the full search (refine=False), after each level (a refined search resumes after the
         teacher: its passes cost about as much as the teacher); with resume=True a search continues from it (or starts afresh if it does
@@ -105,11 +108,8 @@ def search(model, z: torch.Tensor, cond=None, *, student_steps: int, teacher_ste
         mean MSE or 10th-percentile PSNR, and best overall, is returned (result.guard says which, and
         how each did). All of it within the published search's model rows N (K + 1) B.
     """
-    opts = check_options(model, z, student_steps=student_steps, teacher_steps=teacher_steps, mode=mode,
-                         aggregate=aggregate, norm=norm, channels=channels, frames=frames,
-                         random_channels=random_channels, seed=seed, float32=float32, max_batch=max_batch,
-                         free_start=free_start, objective=objective, progress=progress, solver=solver,
-                         refine=refine, stride=stride, band=band, max_rows=max_rows, validate=validate)
+    given = locals()  # check_options defines the options; tests/test_options.py holds this signature to it
+    opts = check_options(model, z, **{name: given[name] for name in OPTION_NAMES})
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint= (the file to resume from)")
     if checkpoint is not None:

@@ -8,7 +8,7 @@
     oss-fast export a.json --format comfyui --steps 20     # SIGMAS; also json, diffusers
     oss-fast export flux --format diffusers --steps 20    # a published preset, by name
     oss-fast presets                      # the published schedules
-    oss-fast quality                      # the README's quality table
+    oss-fast quality                      # the quality tables (docs/quality.md)
     oss-fast info
     torchrun --nproc_per_node=2 -m oss_fast search ...   # the search's model calls shared by 2 ranks
 
@@ -42,7 +42,8 @@ from .report import compare, image_grid, plots_missing, steps_on
 from .solvers import SOLVERS
 from .engine.checkpoint import check_checkpoint_path
 from .engine.memory import search_bytes
-from .engine.options import check_options
+from .engine.options import AGGREGATES, MODES, check_options, option_default
+from .engine.refine import row_budget
 from .models.memory import gib
 from .zoo import BUNDLED, DEFAULT_MODEL, load_model, noises
 
@@ -56,34 +57,24 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def whole_number_type(low: int, high: int | None = None, high_text: str | None = None):
+    """An argparse type: a whole number in [low, high] (no upper bound when high is None)."""
+    bounds = f">= {low}" if high is None else f"in [{low}, {high_text or high}]"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {bounds}, got {text!r}")
+        return value
+    return parse
 
 
-def count_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
-    return value
-
-
-def seed_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2**63 - 1], got {text!r}")
-    return value
+positive_int = whole_number_type(1)
+count_int = whole_number_type(0)
+seed_int = whole_number_type(0, 2**63 - 1, "2**63 - 1")
 
 
 def positive_float(text: str) -> float:
@@ -97,13 +88,13 @@ def positive_float(text: str) -> float:
 
 
 # the API's argument names as the user typed them on the command line
-OPTION_NAMES = {"student_steps": "--student-steps", "teacher_steps": "--teacher-steps", "max_batch": "--max-batch",
-                "aggregate": "--aggregate"}
+FLAG_OF = {"student_steps": "--student-steps", "teacher_steps": "--teacher-steps", "max_batch": "--max-batch",
+           "aggregate": "--aggregate"}
 
 
 def as_typed(message: str) -> str:
     """An API error message with its argument names replaced by the options that set them."""
-    for name, option in OPTION_NAMES.items():
+    for name, option in FLAG_OF.items():
         message = re.sub(rf"(?<![-\w]){re.escape(name)}\b", option, message)
     return re.sub(r"mode='(\w+)'|mode '(\w+)'", lambda m: f"--mode {m.group(1) or m.group(2)}", message)
 
@@ -245,11 +236,7 @@ def cmd_search(args) -> int:
     rank, device, joined = distributed_rank(args.device)
     model = model_of(args, device)
     z, cond = noises(model, args.samples, args.seed)
-    options = {k: v for k, v in dict(aggregate=args.aggregate, stride=args.stride, band=args.band,
-                                     validate=False if args.no_validate else None).items() if v is not None}
-    res = search(model, z, cond, student_steps=args.student_steps, max_batch=args.max_batch, solver=args.solver,
-                 mode=args.mode, refine=refine, progress=not args.no_progress, checkpoint=args.checkpoint,
-                 resume=args.resume, **options)
+    res = search(model, z, cond, checkpoint=args.checkpoint, resume=args.resume, **search_options(args, refine))
     if joined:  # leave the group together: a rank exiting with it open can abort the others
         dist.barrier()
         dist.destroy_process_group()
@@ -323,12 +310,10 @@ def cmd_search_pipeline(args) -> int:
     pipe = pipelines.load_pipeline(args.pipeline, dtype, args.device)
     job = pipelines.prepare(pipe, source, request, args.teacher_steps)
     B = len(job.z)
-    options = {k: v for k, v in dict(aggregate=args.aggregate, stride=args.stride, band=args.band,
-                                     validate=False if args.no_validate else None).items() if v is not None}
-    print_plan(job, args, refine, B, options)
-    res = search(job.model, job.z, job.cond, model_kwargs=job.model_kwargs, student_steps=args.student_steps,
-                 max_batch=args.max_batch, solver=args.solver, mode=args.mode, refine=refine,
-                 progress=not args.no_progress, checkpoint=checkpoint, resume=args.resume, **options)
+    options = search_options(args, refine)
+    print_plan(job, args, B, options)
+    res = search(job.model, job.z, job.cond, model_kwargs=job.model_kwargs, checkpoint=checkpoint, resume=args.resume,
+                 **options)
     print(what_ran(res, args, refine))
     if res.aggregate == "per_sample":
         raise ValueError("--aggregate per_sample makes one path per noise, not a schedule for a pipeline: use median, "
@@ -349,7 +334,14 @@ def cmd_search_pipeline(args) -> int:
     return 0
 
 
-def print_plan(job, args, refine: bool, B: int, options: dict) -> None:
+def search_options(args, refine: bool) -> dict:
+    """oss_fast.search's options from `oss-fast search`'s flags (a flag left out passes the option's default)."""
+    return dict(student_steps=args.student_steps, mode=args.mode, solver=args.solver, aggregate=args.aggregate,
+                refine=refine, stride=args.stride, band=args.band, max_batch=args.max_batch,
+                validate=False if args.no_validate else None, progress=not args.no_progress)
+
+
+def print_plan(job, args, B: int, options: dict) -> None:
     """What the search will do and cost, before its first model call: model rows, a time estimate
     from one timed model call, the search's own buffers and on CUDA the memory held and at the peak
     of a call."""
@@ -359,21 +351,20 @@ def print_plan(job, args, refine: bool, B: int, options: dict) -> None:
     print(f"pipeline {job.pipeline_class} ({job.family}): {settings}; {len(job.prompts)} "
           f"{'class label(s)' if job.family == 'dit' else 'prompt(s)'} x {job.rows_per_prompt} noise(s) = {B} search "
           f"noises; teacher grid of N = {N} steps, K = {K} student steps, solver {args.solver}")
+    opts = check_options(job.model, job.z, **options)
     published = N * (K + 1) * B
-    if args.mode == "teacher":
+    if opts.mode == "teacher":
         rows, how = N * B, "the teacher alone (mode teacher)"
-    elif not refine:
+    elif not opts.refine:
         rows, how = published, "the full search, as published"
-    elif args.solver != "euler" and not args.no_validate:
+    elif opts.validate:
         rows, how = published, "the refined searches and the guard, within the published rows"
     else:
-        rows, how = published // 2, "the refined search, stopped at half the published rows"
+        rows, how = row_budget(opts.max_rows, N, K, B), "the refined search, stopped at half the published rows"
     print(f"model rows: at most about {rows} ({how}) of the published search's {published} = N (K + 1) x {B}")
-    opts = check_options(job.model, job.z, student_steps=K, mode=args.mode, max_batch=args.max_batch,
-                         solver=args.solver, refine=refine, **options)
     buffers = sum(part[1] for part in search_bytes(opts, B, tuple(job.z.shape[1:]), job.z.element_size()))
     print(f"the search's own buffers (teacher trajectory, states, costs): about {gib(buffers)} on {job.z.device}")
-    chunk = min(B, args.max_batch or 32)
+    chunk = min(B, opts.chunk)
     z, cond, kwargs = job.rows(slice(0, chunk))
     cuda = job.z.device.type == "cuda"
     if cuda:
@@ -680,7 +671,7 @@ def parser() -> argparse.ArgumentParser:
                       help="images of the first N prompts: teacher, this schedule, the pipeline's own (default 4; "
                            "0: none)")
     s.add_argument("--student-steps", type=positive_int, default=10, help="K, the student's steps (default 10)")
-    s.add_argument("--mode", choices=["compat", "exact", "teacher"], default="compat",
+    s.add_argument("--mode", choices=list(MODES), default=option_default("mode"),
                    help="compat (default: the published search's DP), exact (the paper's Algorithm 1) or teacher "
                         "(no model calls beyond the teacher's)")
     s.add_argument("--full", action="store_true",
@@ -688,10 +679,10 @@ def parser() -> argparse.ArgumentParser:
                         "refinement at under half its model rows (default: refined)")
     s.add_argument("--stride", type=positive_int, help="refinement: the coarse pass's stride (default N / 25)")
     s.add_argument("--band", type=positive_int, help="refinement: the band's half-width (default: the stride)")
-    s.add_argument("--solver", choices=list(SOLVERS), default="euler",
+    s.add_argument("--solver", choices=list(SOLVERS), default=option_default("solver"),
                    help="the sampler the schedule is for (default euler; dpmpp_2m and unipc as diffusers runs "
                         "them, ab2 = k-diffusion/ComfyUI lms at order 2)")
-    s.add_argument("--aggregate", choices=["median", "joint", "joint_rms", "per_sample"], help="how the noises' paths make one schedule (default median for euler, joint_rms for "
+    s.add_argument("--aggregate", choices=list(AGGREGATES), help="how the noises' paths make one schedule (default median for euler, joint_rms for "
                         "multistep solvers)")
     s.add_argument("--no-validate", action="store_true",
                    help="multistep solvers: skip the guard that judges the searched schedule against the standard "

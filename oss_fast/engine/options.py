@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import operator
@@ -17,32 +18,34 @@ from .velocity import check_noise
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """Validated options of one search (see oss_fast.search for their meaning)."""
+    """Validated options of one search (see oss_fast.search for their meaning). Made only by
+    check_options, whose signature is the one definition of the options a user gives and their
+    defaults (OPTION_NAMES); the fields hold them checked and resolved, so none has a default of its own."""
 
     student_steps: int
     teacher_steps: int
-    mode: str = "exact"
-    aggregate: str = "median"
-    norm: float = 2
-    channels: object = "all"
-    frames: object = "all"
-    random_channels: bool = False
-    seed: int = 0
-    float32: bool = True
-    chunk: int = 32
-    free_start: bool = False
-    objective: str = "sum"
-    progress: bool = True
-    published: bool = False  # the drop-ins' indexing (see check_options)
-    solver: str = "euler"
-    refine: bool = False  # modes compat/exact: coarse-to-fine (DESIGN §3.6) instead of the full search
-    stride: int | None = None  # the coarse pass's stride (None: refine.default_stride)
-    band: int | None = None  # the band passes' half-width in grid indices (None: the stride)
-    refine_rounds: int = 4  # band passes at most, re-centred until the path is stable
-    max_rows: int | None = None  # refinement's model-row budget, teacher included (None: half the published)
-    validate: bool = False  # the validation guard of the multistep default (engine/guard.py)
-    validation_noises: int | None = None  # its fresh noises (None: as many as the published search's rows leave)
-    aggregate_given: bool = False  # the caller chose the aggregation (the guard then searches with it alone)
+    mode: str
+    aggregate: str  # resolved: the solver's default when none was given
+    norm: float
+    channels: object
+    frames: object
+    random_channels: bool
+    seed: int
+    float32: bool
+    chunk: int  # max_batch, resolved
+    free_start: bool
+    objective: str
+    progress: bool
+    published: bool  # the drop-ins' indexing (see check_options)
+    solver: str
+    refine: bool  # modes compat/exact: coarse-to-fine (DESIGN §3.6) instead of the full search
+    stride: int | None  # the coarse pass's stride (None: refine.default_stride)
+    band: int | None  # the band passes' half-width in grid indices (None: the stride)
+    max_rows: int | None  # refinement's model-row budget, teacher included (None: half the published)
+    validate: bool  # the validation guard of the multistep default (engine/guard.py)
+    validation_noises: int | None  # its fresh noises (None: as many as the published search's rows leave)
+    aggregate_given: bool  # the caller chose the aggregation (the guard then searches with it alone)
+    refine_rounds: int = 4  # band passes at most, re-centred until the path is stable (not an option)
 
 
 MODES = ("compat", "exact", "teacher")
@@ -145,6 +148,11 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)} (a name), got {solver!r}")
     check_solver_reaches(solver, s, N)
+    if mode == "teacher" and SOLVERS[solver].order > 2:
+        # engine/pairs.py scores a step from the pair (previous index, current index): one earlier step
+        raise ValueError(f"mode 'teacher' scores a {solver} step from the pair (previous grid index, current grid "
+                         f"index), which holds one earlier step: it takes solvers of order 2 at most, and {solver!r} "
+                         f"is of order {SOLVERS[solver].order}; use mode 'compat' or 'exact'")
     multistep = SOLVERS[solver].history > 0
     aggregate_given = aggregate is not None
     if aggregate is None:
@@ -208,6 +216,17 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
                          stride=stride, band=band, max_rows=max_rows, validate=validate,
                          validation_noises=validation_noises, aggregate_given=aggregate_given)
 
+
+
+# a search's options, as oss_fast.search and the drop-ins take them: check_options' keyword
+# parameters (published is the drop-ins' switch, not an option)
+OPTION_NAMES = tuple(name for name, parameter in inspect.signature(check_options).parameters.items()
+                     if parameter.kind is parameter.KEYWORD_ONLY and name != "published")
+
+
+def option_default(name: str):
+    """The default of search option `name` (what the CLI shows and passes when a flag is left out)."""
+    return inspect.signature(check_options).parameters[name].default
 
 def _validation(validate, multistep: bool, refine: bool, mode: str, aggregate: str, solver: str, z):
     """(guard on, its noise count or None for automatic) from the validate option: None is the

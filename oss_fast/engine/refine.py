@@ -30,8 +30,8 @@ class Restriction:
 
 def default_stride(N: int, K: int, stride: int | None) -> int:
     """The coarse pass's stride: given, or every 4th index of a 100-step grid (about 25 coarse
-    cells: measured in the README's refinement table), and never so coarse that K jumps do not fit
-    twice over (1: no coarse pass, the search is the full one)."""
+    cells: the refined default measured against the full search in docs/quality.md, Euler), and
+    never so coarse that K jumps do not fit twice over (1: no coarse pass, the search is the full one)."""
     if stride is None:
         stride = max(2, round(N / 25))
     return max(1, min(stride, N // (2 * K)))
@@ -100,6 +100,11 @@ class VelocityCache:
             self.rows.setdefault(k, v[r])
 
 
+def row_budget(max_rows: int | None, N: int, K: int, B: int) -> int:
+    """A refined search's model rows, teacher included: max_rows, else half the published search's N (K + 1) B."""
+    return max_rows if max_rows is not None else N * (K + 1) * B // 2
+
+
 def refined(search: LevelSearch, T: torch.Tensor, start: list | None = None, cache: VelocityCache | None = None,
             limit: int | None = None):
     """(paths, costs) of modes compat/exact by refinement: a pass of the level search on every
@@ -117,7 +122,7 @@ def refined(search: LevelSearch, T: torch.Tensor, start: list | None = None, cac
     width = opts.band if opts.band is not None else stride
     stats.refine_stride, stats.refine_band = stride, width
     if limit is None:
-        limit = N * (K + 1) * engine.B // 2
+        limit = row_budget(None, N, K, engine.B)
     cache = VelocityCache() if cache is None else cache
     result = None  # the last completed pass's (paths, costs)
     if start is None:
