@@ -3,6 +3,7 @@ the `oss-fast search` command are held to it here."""
 
 import dataclasses
 import inspect
+from pathlib import Path
 import pytest
 import torch
 
@@ -71,3 +72,10 @@ def test_teacher_mode_refuses_a_solver_of_higher_order_than_its_pair_states_hold
     with pytest.raises(ValueError, match=r"mode 'teacher' scores a third step from the pair .* order 2 at most"):
         check_options(model, z, student_steps=3, mode="teacher", solver="third")
     assert check_options(model, z, student_steps=3, mode="exact", solver="third", validate=False).solver == "third"
+
+
+def test_every_option_has_a_row_in_the_search_docs():
+    rows = [line for line in (Path(__file__).parents[1] / "docs" / "search.md").read_text().splitlines()
+            if line.startswith("| `")]
+    named = {name for row in rows for name in row.split("|")[1].replace("`", "").replace(",", " ").split()}
+    assert set(OPTION_NAMES) <= named
