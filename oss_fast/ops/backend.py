@@ -46,15 +46,20 @@ def unsupported(backend: str, x, v, targets, norm) -> str | None:
     return f"unknown backend {backend!r} (choose from {BACKENDS})"
 
 
+def _runnable(backend: str, asked_by: str, x, v, targets, norm) -> str:
+    """backend, when it can run a cost op on these inputs; RuntimeError naming who asked for it otherwise."""
+    reason = unsupported(backend, x, v, targets, norm)
+    if reason:
+        raise RuntimeError(f"{asked_by} cannot run the cost op here: {reason}")
+    return backend
+
+
 def pick_backend(x, v, targets, norm) -> str:
     """The backend a cost op runs on these inputs unless one is asked for: OSS_FAST_BACKEND's, else
     the first of BACKENDS that supports them."""
     forced = os.environ.get("OSS_FAST_BACKEND")
     if forced:
-        reason = unsupported(forced, x, v, targets, norm)
-        if reason:
-            raise RuntimeError(f"OSS_FAST_BACKEND={forced} cannot run the cost op here: {reason}")
-        return forced
+        return _runnable(forced, f"OSS_FAST_BACKEND={forced}", x, v, targets, norm)
     for name in BACKENDS:
         # the interpreter runs CPU tensors only when asked for: it is slow and miscomputes bfloat16
         if name == "triton" and x.device.type != "cuda":
@@ -69,10 +74,7 @@ def cost_backend(requested: str | None, x, v, targets, norm) -> str:
     pick_backend's choice."""
     if requested is None:
         return pick_backend(x, v, targets, norm)
-    reason = unsupported(requested, x, v, targets, norm)
-    if reason:
-        raise RuntimeError(f"backend {requested} cannot run the cost op here: {reason}")
-    return requested
+    return _runnable(requested, f"backend {requested}", x, v, targets, norm)
 
 
 def step_rows_backend(x, v, hist, outputs=()) -> str:
