@@ -42,7 +42,7 @@ from .report import compare, image_grid, plots_missing, steps_on
 from .solvers import SOLVERS
 from .engine.checkpoint import check_checkpoint_path
 from .engine.memory import search_bytes
-from .engine.options import AGGREGATES, MODES, check_options, option_default
+from .engine.options import AGGREGATES, MODES, OPTION_DEFAULTS, check_options
 from .engine.refine import row_budget
 from .models.memory import gib
 from .zoo import BUNDLED, DEFAULT_MODEL, load_model, noises
@@ -360,7 +360,7 @@ def print_plan(job, args, B: int, options: dict) -> None:
     elif opts.validate:
         rows, how = published, "the refined searches and the guard, within the published rows"
     else:
-        rows, how = row_budget(opts.max_rows, N, K, B), "the refined search, stopped at half the published rows"
+        rows, how = row_budget(N, K, B, opts.max_rows), "the refined search, stopped at half the published rows"
     print(f"model rows: at most about {rows} ({how}) of the published search's {published} = N (K + 1) x {B}")
     buffers = sum(part[1] for part in search_bytes(opts, B, tuple(job.z.shape[1:]), job.z.element_size()))
     print(f"the search's own buffers (teacher trajectory, states, costs): about {gib(buffers)} on {job.z.device}")
@@ -671,7 +671,7 @@ def parser() -> argparse.ArgumentParser:
                       help="images of the first N prompts: teacher, this schedule, the pipeline's own (default 4; "
                            "0: none)")
     s.add_argument("--student-steps", type=positive_int, default=10, help="K, the student's steps (default 10)")
-    s.add_argument("--mode", choices=list(MODES), default=option_default("mode"),
+    s.add_argument("--mode", choices=list(MODES), default=OPTION_DEFAULTS["mode"],
                    help="compat (default: the published search's DP), exact (the paper's Algorithm 1) or teacher "
                         "(no model calls beyond the teacher's)")
     s.add_argument("--full", action="store_true",
@@ -679,7 +679,7 @@ def parser() -> argparse.ArgumentParser:
                         "refinement at under half its model rows (default: refined)")
     s.add_argument("--stride", type=positive_int, help="refinement: the coarse pass's stride (default N / 25)")
     s.add_argument("--band", type=positive_int, help="refinement: the band's half-width (default: the stride)")
-    s.add_argument("--solver", choices=list(SOLVERS), default=option_default("solver"),
+    s.add_argument("--solver", choices=list(SOLVERS), default=OPTION_DEFAULTS["solver"],
                    help="the sampler the schedule is for (default euler; dpmpp_2m and unipc as diffusers runs "
                         "them, ab2 = k-diffusion/ComfyUI lms at order 2)")
     s.add_argument("--aggregate", choices=list(AGGREGATES), help="how the noises' paths make one schedule (default median for euler, joint_rms for "

@@ -23,7 +23,7 @@ from ._version import __version__
 from .files import read_bounded, write_atomic
 from .grid import (MAX_STEPS, TINY, check_dynamic_shift_rule, describe_grid, grid_index, index_list, positive_real,
                    shifted_grid, size_shift, snap_steps, time_shift, time_unshift, whole_number)
-from .solvers import SOLVERS
+from .solvers import check_solver_name
 
 FORMAT = "oss_fast.schedule/1"
 MAX_FILE_BYTES = 16 << 20  # a schedule is kilobytes (a 10,000-step grid about 250 KB): room to spare, not a device
@@ -125,10 +125,8 @@ class Schedule:
         self.grid = grid
         self.timesteps = timesteps
         self.parameterization = parameterization
-        if not isinstance(solver, str) or solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {tuple(SOLVERS)}, got {solver!r}")
         self.metadata = dict(metadata or {})
-        self.solver = solver
+        self.solver = check_solver_name(solver)
         self.shift = None if shift is None else positive_real(shift)
         if self.shift is not None:  # the diffusers export un-shifts by it: those flow times must exist
             _representable(time_unshift(np.array(sigmas), self.shift), _shift_cause(self.shift))

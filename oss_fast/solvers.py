@@ -188,13 +188,16 @@ SOLVERS = {solver.name: solver for solver in (
 )}
 
 
+def check_solver_name(name) -> str:
+    """name, when it is the name of a solver of the registry; ValueError listing them otherwise."""
+    if not isinstance(name, str) or name not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)} (a name), got {name!r}")
+    return name
+
+
 def get_solver(name) -> Solver:
     """The solver of a name (or a Solver, returned as is); ValueError naming the known ones."""
-    if isinstance(name, Solver):
-        return name
-    if not isinstance(name, str) or name not in SOLVERS:
-        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {name!r}")
-    return SOLVERS[name]
+    return name if isinstance(name, Solver) else SOLVERS[check_solver_name(name)]
 
 
 def _per_row(t, rows: int, device) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from oss_fast import api, cli
-from oss_fast.engine.options import AGGREGATES, MODES, OPTION_NAMES, SearchOptions, check_options, option_default
+from oss_fast.engine.options import AGGREGATES, MODES, OPTION_NAMES, SearchOptions, check_options
 from oss_fast.solvers import SOLVERS
 
 # the inputs of one run that are not options of the search
@@ -41,11 +41,12 @@ def test_search_options_hold_every_option_and_nothing_unexplained():
 
 
 def test_the_command_line_offers_the_options_choices_and_defaults():
+    defaults = keyword_parameters(check_options)
     search = next(action for action in cli.parser()._subparsers._group_actions[0].choices.values()
                   if action.prog.endswith(" search"))
     flags = {action.dest: action for action in search._actions}
-    assert list(flags["mode"].choices) == list(MODES) and flags["mode"].default == option_default("mode")
-    assert list(flags["solver"].choices) == list(SOLVERS) and flags["solver"].default == option_default("solver")
+    assert list(flags["mode"].choices) == list(MODES) and flags["mode"].default == defaults["mode"]
+    assert list(flags["solver"].choices) == list(SOLVERS) and flags["solver"].default == defaults["solver"]
     assert set(flags["aggregate"].choices) == set(AGGREGATES) and flags["aggregate"].default is None
 
 

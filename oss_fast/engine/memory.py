@@ -82,7 +82,7 @@ def search_bytes(opts: SearchOptions, B: int, shape: tuple, itemsize: int) -> li
         parts.append((f"a level's rows and costs (R x (N+1) = {rows} x {J})",
                       rows * per_row + rows * J * 8 * (2 + pair_matrix), lower))
         if stride > 1:
-            limit = row_budget(opts.max_rows, N, K, B)
+            limit = row_budget(N, K, B, opts.max_rows)
             cached = min(limit, B * (K + 1) * (coarse_rows + opts.refine_rounds * band_rows))
             parts.append((f"refinement's velocity cache ({cached} rows)", cached * (D * e + CACHE_KEY_BYTES * (K + 2)),
                           f"a smaller max_rows (now {limit}), fewer noises (B = {B}) or fewer teacher steps (N = {N})"))

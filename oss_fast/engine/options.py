@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..grid import SEED_MAX
-from ..solvers import SOLVERS
+from ..solvers import SOLVERS, check_solver_name
 from .velocity import check_noise
 
 
@@ -20,7 +20,7 @@ from .velocity import check_noise
 class SearchOptions:
     """Validated options of one search (see oss_fast.search for their meaning). Made only by
     check_options, whose signature is the one definition of the options a user gives and their
-    defaults (OPTION_NAMES); the fields hold them checked and resolved, so none has a default of its own."""
+    defaults (OPTION_DEFAULTS); the fields hold them checked and resolved, so none has a default of its own."""
 
     student_steps: int
     teacher_steps: int
@@ -145,8 +145,7 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
                          "the published search's model rows (README, Quality); pass mode='compat', 'exact' or 'teacher'")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if not isinstance(solver, str) or solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {sorted(SOLVERS)} (a name), got {solver!r}")
+    check_solver_name(solver)
     check_solver_reaches(solver, s, N)
     if mode == "teacher" and SOLVERS[solver].order > 2:
         # engine/pairs.py scores a step from the pair (previous index, current index): one earlier step
@@ -218,15 +217,11 @@ def check_options(model, z, *, student_steps, teacher_steps=None, mode="compat",
 
 
 
-# a search's options, as oss_fast.search and the drop-ins take them: check_options' keyword
-# parameters (published is the drop-ins' switch, not an option)
-OPTION_NAMES = tuple(name for name, parameter in inspect.signature(check_options).parameters.items()
-                     if parameter.kind is parameter.KEYWORD_ONLY and name != "published")
-
-
-def option_default(name: str):
-    """The default of search option `name` (what the CLI shows and passes when a flag is left out)."""
-    return inspect.signature(check_options).parameters[name].default
+# a search's options and their defaults, as oss_fast.search and the drop-ins take them: check_options'
+# keyword parameters (published is the drop-ins' switch, not an option)
+OPTION_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(check_options).parameters.items()
+                   if parameter.kind is parameter.KEYWORD_ONLY and name != "published"}
+OPTION_NAMES = tuple(OPTION_DEFAULTS)
 
 def _validation(validate, multistep: bool, refine: bool, mode: str, aggregate: str, solver: str, z):
     """(guard on, its noise count or None for automatic) from the validate option: None is the

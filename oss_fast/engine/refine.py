@@ -100,7 +100,7 @@ class VelocityCache:
             self.rows.setdefault(k, v[r])
 
 
-def row_budget(max_rows: int | None, N: int, K: int, B: int) -> int:
+def row_budget(N: int, K: int, B: int, max_rows: int | None = None) -> int:
     """A refined search's model rows, teacher included: max_rows, else half the published search's N (K + 1) B."""
     return max_rows if max_rows is not None else N * (K + 1) * B // 2
 
@@ -122,7 +122,7 @@ def refined(search: LevelSearch, T: torch.Tensor, start: list | None = None, cac
     width = opts.band if opts.band is not None else stride
     stats.refine_stride, stats.refine_band = stride, width
     if limit is None:
-        limit = row_budget(None, N, K, engine.B)
+        limit = row_budget(N, K, engine.B)
     cache = VelocityCache() if cache is None else cache
     result = None  # the last completed pass's (paths, costs)
     if start is None:
